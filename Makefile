@@ -1,0 +1,45 @@
+# The two commands that matter: `make run` and `make test`. Each sets up .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip --disable-pip-version-check -q
+
+.PHONY: run test lint format setup setup-serve bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+
+# serving only: no torch
+$(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	touch $@
+
+# everything: training, tests, benchmarks
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[train,dev]'
+	touch $@ $(VENV)/.installed-serve
+
+setup-serve: $(VENV)/.installed-serve
+setup: $(VENV)/.installed-all
+
+run: $(VENV)/.installed-serve  ## web app and API on http://127.0.0.1:8000
+	$(BIN)/maskops serve
+
+test: $(VENV)/.installed-all  ## lint + the whole suite
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest -q --timeout=600
+
+lint: $(VENV)/.installed-all
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(VENV)/.installed-all
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+bench: $(VENV)/.installed-all
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

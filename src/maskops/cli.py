@@ -1,0 +1,44 @@
+"""The ``maskops`` command line: one Typer app; each command group lives in ``maskops.commands``.
+
+Commands are thin: they parse input, call one library function and format its output.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from maskops import __version__
+from maskops.commands import data as data_cmd
+from maskops.commands import serve as serve_cmd
+from maskops.logs import setup_logging
+
+app = typer.Typer(
+    name="maskops",
+    help="Face-mask detection and its MLOps life cycle.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cmd.app, name="data", help="Validate raw datasets and prepare versioned manifests.")
+serve_cmd.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

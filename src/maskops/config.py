@@ -1,0 +1,174 @@
+"""Settings (``MASKOPS_*`` environment) and task configs (``configs/tasks/*.yaml``).
+
+Tasks are data, not code: a task names its kind, its classes, its data sources and its split rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent.parent
+
+
+def _default_shared() -> Path:
+    """``../shared`` beside the project root, as the workplace lays it out."""
+    return (REPO_ROOT.parent / "shared").resolve()
+
+
+def _default_data_dir() -> Path:
+    return _default_shared() / "datasets"
+
+
+def _default_yunet() -> Path | None:
+    candidate = _default_shared() / "models" / "face_detection_yunet_2026may.onnx"
+    return candidate if candidate.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Process-wide settings, read from ``MASKOPS_*`` environment variables (and ``.env``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MASKOPS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="root of the raw datasets")
+    work_dir: Path = Field(default=Path("work"), description="prepared manifests, crops, runs, reports")
+    models_dir: Path = Field(default=REPO_ROOT / "models", description="shipped models and their cards")
+    config_dir: Path = Field(default=REPO_ROOT / "configs", description="task configs live in tasks/")
+    yunet_path: Path | None = Field(default_factory=_default_yunet)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+
+    def prepared_dir(self, task: str) -> Path:
+        return self.work_dir / "prepared" / task
+
+
+class SourceConfig(BaseModel):
+    """One raw dataset feeding a task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: Literal["voc", "folder"]
+    path: str = Field(description="folder under the data dir (or absolute)")
+    splits_file: str | None = Field(default=None, description="fixed split by image stem (VOC)")
+    label_map: dict[str, str] = Field(default_factory=dict, description="raw label -> task class")
+    crop: Literal["boxes", "face", "none"] = Field(
+        default="none", description="boxes: VOC boxes; face: single-face crop by the face detector"
+    )
+    group_pattern: str | None = Field(default=None, description="regex whose group(1) is the group id")
+    splits_for: list[str] | None = Field(default=None, description="restrict this source to these splits")
+
+
+class SplitConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
+    seed: int = 20261122
+
+    @field_validator("fractions")
+    @classmethod
+    def _check_fractions(cls, v: dict[str, float]) -> dict[str, float]:
+        if set(v) != {"train", "val", "test"}:
+            raise ValueError(f"fractions must name train, val and test, got {sorted(v)}")
+        if any(x < 0 for x in v.values()) or abs(sum(v.values()) - 1.0) > 1e-6:
+            raise ValueError(f"fractions must be >= 0 and sum to 1, got {v}")
+        return v
+
+
+class CropConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    margin: float = Field(default=0.15, ge=0.0, le=1.0, description="extra context around a box, per side")
+    min_size: int = Field(
+        default=8, ge=1, description="boxes smaller than this (px, shorter side) are dropped"
+    )
+
+
+class TrainConfig(BaseModel):
+    """Training defaults of a task; the CLI and ``--config`` override them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "efficientnet_lite0"
+    input_size: int = Field(default=128, ge=16)
+    epochs: int = Field(default=12, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    patience: int = Field(default=4, ge=1)
+    seed: int = 0
+    num_threads: int = Field(default=2, ge=1)
+    class_weighting: Literal["none", "sqrt_inverse", "inverse"] = "sqrt_inverse"
+    balanced_sampling: bool = True
+    label_smoothing: float = Field(default=0.05, ge=0, lt=1)
+    augment: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskConfig(BaseModel):
+    """A task: its kind, classes, sources and split rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: Literal["detection", "classification"]
+    classes: list[str]
+    sources: list[SourceConfig]
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    crops: CropConfig = Field(default_factory=CropConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    grayscale: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskConfig:
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be at least two unique names, got {self.classes}")
+        for src in self.sources:
+            bad = sorted(set(src.label_map.values()) - set(self.classes))
+            if bad:
+                raise ValueError(
+                    f"source {src.name!r}: label_map targets {bad} are not task classes {self.classes}"
+                )
+        return self
+
+
+def list_tasks(settings: Settings | None = None) -> list[str]:
+    settings = settings or Settings()
+    return sorted(p.stem for p in (settings.config_dir / "tasks").glob("*.yaml"))
+
+
+def load_task(name_or_path: str | Path, settings: Settings | None = None) -> TaskConfig:
+    """Load a task config by name (``configs/tasks/<name>.yaml``) or by path.
+
+    Raises:
+        ValueError: unknown task (the message lists the known ones) or an invalid file.
+    """
+    settings = settings or Settings()
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = settings.config_dir / "tasks" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ValueError(
+            f"unknown task {str(name_or_path)!r}; known tasks: {', '.join(list_tasks(settings)) or 'none'}"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    try:
+        return TaskConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"{path}: invalid task config:\n{exc}") from exc
+
+
+def resolve_source_path(source: SourceConfig, settings: Settings | None = None) -> Path:
+    settings = settings or Settings()
+    p = Path(source.path)
+    return p if p.is_absolute() else settings.data_dir / p

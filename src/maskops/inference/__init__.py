@@ -1,0 +1,1 @@
+"""Model-running code shared by the CLI, the detection pipeline and the service (no torch here)."""

@@ -1,0 +1,69 @@
+"""The one preprocessing function: every code path that feeds a classifier goes through it.
+
+Training (validation/test), ONNX parity checks, evaluation and serving all call ``preprocess``
+with the model's ``ModelSpec``, so the input pipeline is declared once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from maskops.types import ModelSpec
+
+
+def to_rgb(image: np.ndarray, *, grayscale: bool = False) -> np.ndarray:
+    """BGR/BGRA/gray uint8 image -> 3-channel RGB uint8 (gray replicated when ``grayscale``)."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if grayscale:
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to (height, width): area interpolation when shrinking, linear when enlarging."""
+    h, w = size
+    if image.shape[0] == h and image.shape[1] == w:
+        return image
+    shrinking = image.shape[0] * image.shape[1] > h * w
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def normalize(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """HxWx3 uint8 RGB (already at input size) -> 3xHxW float32 normalised as the spec says."""
+    mean = np.asarray(spec.mean, np.float32)
+    std = np.asarray(spec.std, np.float32)
+    x = (rgb.astype(np.float32) - mean) / std
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess(images_bgr: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
+    """OpenCV BGR crops -> an NCHW float32 batch for the model described by ``spec``.
+
+    Args:
+        images_bgr: uint8 images as OpenCV decodes them (BGR, BGRA or gray), any size.
+        spec: the model card; ``input_size``, ``mean``, ``std`` and ``color`` are used.
+
+    Returns:
+        (n, 3, H, W) float32 array; (0, 3, H, W) for an empty input.
+    """
+    h, w = spec.input_size
+    if len(images_bgr) == 0:
+        return np.zeros((0, 3, h, w), np.float32)
+    grayscale = spec.color == "gray"
+    batch = np.empty((len(images_bgr), 3, h, w), np.float32)
+    for i, img in enumerate(images_bgr):
+        if img is None or img.size == 0:
+            raise ValueError(f"image {i} is empty")
+        batch[i] = normalize(resize_to(to_rgb(img, grayscale=grayscale), (h, w)), spec)
+    return batch

@@ -1,0 +1,17 @@
+"""Logging set-up shared by the CLI and the service."""
+
+from __future__ import annotations
+
+import logging
+
+from rich.logging import RichHandler
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log to stderr through rich; idempotent."""
+    root = logging.getLogger()
+    if any(isinstance(h, RichHandler) for h in root.handlers):
+        root.setLevel(level)
+        return
+    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", handlers=[handler])
