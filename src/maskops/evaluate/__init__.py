@@ -1,0 +1,1 @@
+"""Evaluation: pure metrics (classification, calibration, detection), reports and plots."""
