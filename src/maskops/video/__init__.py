@@ -1,0 +1,1 @@
+"""Frame sources (file, webcam, RTSP/HTTP) and sinks (video file, JSONL events)."""
