@@ -27,6 +27,7 @@ __all__ = [
     "precision_recall_f1",
     "roc_auc_binary",
     "roc_auc_ovr",
+    "roc_curve",
 ]
 
 
@@ -246,6 +247,34 @@ def precision_recall_curve(y_true_binary: Any, scores: Any) -> tuple[np.ndarray,
     precision = tp / (tp + fp)
     recall = tp / n_pos if n_pos else np.zeros_like(tp)
     return precision, recall, s_sorted[last]
+
+
+def roc_curve(y_true_binary: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False- and true-positive rates at each distinct score threshold, starting at (0, 0).
+
+    Returns:
+        ``(fpr, tpr, thresholds)``; the first point has threshold ``+inf``. A rate whose class is absent
+        (no positives or no negatives) is all zeros.
+    """
+    y = np.asarray(y_true_binary).astype(bool).reshape(-1)
+    s = np.asarray(scores, np.float64).reshape(-1)
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores must have the same length, got {y.shape[0]} and {s.shape[0]}")
+    if y.size == 0:
+        return np.zeros(1), np.zeros(1), np.array([np.inf])
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted = s[order]
+    last = np.concatenate([np.flatnonzero(np.diff(s_sorted)), [s.size - 1]])
+    tp = np.cumsum(y[order])[last].astype(np.float64)
+    fp = (last + 1) - tp
+    n_pos, n_neg = float(y.sum()), float(y.size - y.sum())
+    tpr = tp / n_pos if n_pos else np.zeros_like(tp)
+    fpr = fp / n_neg if n_neg else np.zeros_like(fp)
+    return (
+        np.concatenate([[0.0], fpr]),
+        np.concatenate([[0.0], tpr]),
+        np.concatenate([[np.inf], s_sorted[last]]),
+    )
 
 
 def classification_metrics(
