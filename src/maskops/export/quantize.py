@@ -1,0 +1,200 @@
+"""Int8 quantization of an exported classifier with ONNX Runtime, and the accuracy change it costs.
+
+Static QDQ quantization (per-channel weights, activations calibrated on real preprocessed crops) is
+the default: for a convolutional network it is both the fastest int8 form in ONNX Runtime's CPU
+provider and the closest to fp32. Dynamic quantization (weights only, activations quantized at run
+time) needs no calibration data and is kept as the fallback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from maskops.inference.preprocess import preprocess
+from maskops.types import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+QuantMethod = Literal["static", "dynamic"]
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs one INFO line per copied bias on the root logger; hide them."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _calibration_reader(input_name: str, batches: list[np.ndarray]) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        """Feeds preprocessed calibration batches to the calibrator, one at a time."""
+
+        def __init__(self) -> None:
+            self._iter: Iterator[np.ndarray] = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._iter, None)
+            return None if batch is None else {input_name: batch}
+
+        def rewind(self) -> None:
+            self._iter = iter(batches)
+
+    return _Reader()
+
+
+def quantize_int8(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    calibration_images_bgr: Sequence[np.ndarray],
+    spec: ModelSpec | None = None,
+    *,
+    method: QuantMethod = "static",
+    per_channel: bool = True,
+    calibration_batch_size: int = 16,
+) -> Path:
+    """Quantize an fp32 ONNX classifier to int8 and write its card beside the new file.
+
+    Args:
+        onnx_path: the fp32 model (its card beside it is used when ``spec`` is not given).
+        out_path: where to write the int8 ``.onnx`` file.
+        calibration_images_bgr: real BGR crops (e.g. 64-256 validation images) used to calibrate
+            activation ranges; ignored by ``method="dynamic"``.
+        spec: the fp32 model's card.
+        method: ``"static"`` (QDQ, calibrated) or ``"dynamic"`` (weights only).
+        per_channel: per-output-channel weight scales (more accurate for depthwise convolutions).
+        calibration_batch_size: images per calibration batch.
+
+    Returns:
+        The path of the int8 model. Its card is ``spec`` with ``extra["quantized"] = "int8"`` and
+        the method, calibration size and source file in ``extra["quantization"]``.
+
+    Raises:
+        ValueError: unknown method, or static quantization without calibration images.
+    """
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    if method not in ("static", "dynamic"):
+        raise ValueError(f"unknown quantization method {method!r}; valid: 'static', 'dynamic'")
+    if spec is None:
+        spec = ModelSpec.load(ModelSpec.card_path(onnx_path))
+    if method == "static" and len(calibration_images_bgr) == 0:
+        raise ValueError("static quantization needs calibration images; pass some or use method='dynamic'")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix="maskops-quant-") as tmp, _quiet_root_logger():
+        # Shape inference + graph optimisation first, as ONNX Runtime recommends before quantizing.
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=False)
+        if method == "static":
+            input_name = (
+                ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+            )
+            batches = [
+                preprocess(calibration_images_bgr[i : i + calibration_batch_size], spec)
+                for i in range(0, len(calibration_images_bgr), calibration_batch_size)
+            ]
+            quantize_static(
+                str(prepared),
+                str(out_path),
+                _calibration_reader(input_name, batches),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        else:
+            quantize_dynamic(
+                str(prepared), str(out_path), per_channel=per_channel, weight_type=QuantType.QInt8
+            )
+
+    card = copy.deepcopy(spec)
+    card.extra = {
+        **spec.extra,
+        "quantized": "int8",
+        "quantization": {
+            "method": method,
+            "per_channel": per_channel,
+            "calibration_images": len(calibration_images_bgr) if method == "static" else 0,
+            "source": onnx_path.name,
+        },
+    }
+    card.save(ModelSpec.card_path(out_path))
+    logger.info(
+        "quantized %s -> %s (%s, %.1f KB -> %.1f KB)",
+        onnx_path,
+        out_path,
+        method,
+        onnx_path.stat().st_size / 1024,
+        out_path.stat().st_size / 1024,
+    )
+    return out_path
+
+
+def compare_accuracy(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    images_bgr: Sequence[np.ndarray],
+    labels: Sequence[int] | np.ndarray,
+    *,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Accuracy of the fp32 and int8 models on the same labelled images, and how often they agree.
+
+    Args:
+        fp32_path: the original model (card beside it).
+        int8_path: the quantized model (card beside it).
+        images_bgr: BGR crops.
+        labels: true class ids, one per image.
+        batch_size: images per ONNX Runtime call.
+
+    Returns:
+        ``n``, ``fp32_accuracy``, ``int8_accuracy``, ``accuracy_change`` (int8 - fp32),
+        ``agreement`` (fraction of identical predictions) and ``max_abs_prob_diff``.
+
+    Raises:
+        ValueError: no images, or labels not matching the images.
+    """
+    from maskops.inference.classifier import OnnxClassifier
+
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(images_bgr) == 0:
+        raise ValueError("compare_accuracy needs at least one image")
+    if y.shape[0] != len(images_bgr):
+        raise ValueError(f"got {len(images_bgr)} images but {y.shape[0]} labels")
+    p32 = OnnxClassifier(fp32_path).predict_proba(images_bgr, batch_size)
+    p8 = OnnxClassifier(int8_path).predict_proba(images_bgr, batch_size)
+    pred32, pred8 = p32.argmax(1), p8.argmax(1)
+    acc32, acc8 = float(np.mean(pred32 == y)), float(np.mean(pred8 == y))
+    return {
+        "n": int(y.shape[0]),
+        "fp32_accuracy": acc32,
+        "int8_accuracy": acc8,
+        "accuracy_change": acc8 - acc32,
+        "agreement": float(np.mean(pred32 == pred8)),
+        "max_abs_prob_diff": float(np.max(np.abs(p32 - p8))),
+    }

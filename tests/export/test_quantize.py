@@ -1,0 +1,60 @@
+"""Int8 quantization of an exported model and the accuracy change report."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from maskops.export.quantize import compare_accuracy, quantize_int8
+from maskops.inference.classifier import OnnxClassifier
+from maskops.types import ModelSpec
+
+
+@pytest.fixture(scope="module")
+def int8_static(exported, images, tmp_path_factory: pytest.TempPathFactory):
+    return quantize_int8(exported, tmp_path_factory.mktemp("q") / "tiny_int8.onnx", images)
+
+
+def test_static_quantization_writes_qdq_model_and_card(int8_static, exported, spec: ModelSpec) -> None:
+    ops = {node.op_type for node in onnx.load(str(int8_static)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    card = ModelSpec.load(ModelSpec.card_path(int8_static))
+    assert card.extra["quantized"] == "int8"
+    assert card.extra["quantization"]["method"] == "static"
+    assert card.extra["quantization"]["calibration_images"] == 12
+    assert card.extra["quantization"]["source"] == exported.name
+    assert card.class_names == spec.class_names
+    assert "quantized" not in ModelSpec.load(ModelSpec.card_path(exported)).extra
+
+
+def test_compare_accuracy_reports_the_change(int8_static, exported, images) -> None:
+    # Labels = the fp32 predictions with two flipped, so the fp32 accuracy is known exactly.
+    labels = OnnxClassifier(exported).predict(images)[0].copy()
+    labels[:2] = (labels[:2] + 1) % 3
+    report = compare_accuracy(exported, int8_static, images, labels)
+    assert report["n"] == len(images)
+    assert report["fp32_accuracy"] == pytest.approx(10 / 12)
+    assert report["accuracy_change"] == pytest.approx(report["int8_accuracy"] - report["fp32_accuracy"])
+    assert 0.0 <= report["agreement"] <= 1.0
+    assert report["max_abs_prob_diff"] < 0.2  # int8 stays close to fp32 on this small net
+
+
+def test_dynamic_quantization_needs_no_calibration_images(exported, tmp_path) -> None:
+    out = quantize_int8(exported, tmp_path / "dyn.onnx", [], method="dynamic")
+    assert ModelSpec.load(ModelSpec.card_path(out)).extra["quantization"]["method"] == "dynamic"
+    assert OnnxClassifier(out).predict_proba([np.zeros((8, 8, 3), np.uint8)]).shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("method", "n_images", "match"),
+    [("static", 0, "needs calibration images"), ("float16", 2, "unknown quantization method")],
+)
+def test_quantize_rejects_bad_arguments(exported, images, tmp_path, method, n_images, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        quantize_int8(exported, tmp_path / "q.onnx", images[:n_images], method=method)
+
+
+def test_compare_accuracy_checks_labels(exported, images) -> None:
+    with pytest.raises(ValueError, match="12 images but 3 labels"):
+        compare_accuracy(exported, exported, images, [0, 1, 2])
