@@ -11,6 +11,7 @@ import typer
 
 from maskops import __version__
 from maskops.commands import data as data_cmd
+from maskops.commands import evaluate as evaluate_cmd
 from maskops.commands import serve as serve_cmd
 from maskops.logs import setup_logging
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cmd.app, name="data", help="Validate raw datasets and prepare versioned manifests.")
 serve_cmd.register(app)
+evaluate_cmd.register(app)
 
 
 def _version(value: bool) -> None:

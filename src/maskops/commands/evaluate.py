@@ -1,0 +1,95 @@
+"""``maskops evaluate``: evaluate an exported classifier on a manifest split and write its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from maskops.evaluate.run import EvaluationRun
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def evaluate(
+        task: str = typer.Option(..., "--task", help="Task name (configs/tasks/<task>.yaml)."),
+        model: Path = typer.Option(..., "--model", help="The .onnx file; its model card (.json) beside it."),
+        split: str = typer.Option("test", "--split", help="Manifest split to evaluate."),
+        manifest: Path = typer.Option(
+            None, "--manifest", help="Manifest CSV (default: <work_dir>/prepared/<task>/manifest.csv)."
+        ),
+        out: Path = typer.Option(None, "--out", help="Report folder (default: work/reports/<task>/<model>)."),
+        fit_temperature_on: str = typer.Option(
+            None,
+            "--fit-temperature-on",
+            help="Fit the temperature on this split (e.g. val) instead of the card's.",
+        ),
+        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per ONNX Runtime call."),
+        min_macro_f1: float = typer.Option(
+            None, "--min-macro-f1", help="Exit with code 1 when macro-F1 is below this value."
+        ),
+        detection: bool = typer.Option(
+            False, "--detection", help="Evaluate the detection pipeline (mAP) instead of the classifier."
+        ),
+    ) -> None:
+        """Evaluate a classifier: metrics, calibration, slices, plots (report.md, report.json, PNGs)."""
+        from rich.console import Console
+
+        from maskops.config import Settings
+        from maskops.evaluate.run import evaluate_classifier
+
+        err = Console(stderr=True, soft_wrap=True)
+        if detection:
+            err.print("[red]error:[/] detection evaluation (--detection) is not available yet")
+            raise typer.Exit(code=2)
+        settings = Settings()
+        manifest = manifest or settings.prepared_dir(task) / "manifest.csv"
+        out = out or settings.work_dir / "reports" / task / model.stem
+        try:
+            run = evaluate_classifier(
+                model,
+                manifest,
+                task=task,
+                split=split,
+                out_dir=out,
+                fit_temperature_on=fit_temperature_on,
+                batch_size=batch_size,
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            # EvaluationError, ModelLoadError and bad cards are ValueErrors that name the file and field
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(code=2) from exc
+        _print_summary(run, out)
+        macro_f1 = float(run.report.metrics["macro_f1"])
+        if min_macro_f1 is not None and macro_f1 < min_macro_f1:
+            err.print(f"[red]macro-F1 {macro_f1:.4f} is below --min-macro-f1 {min_macro_f1:.4f}[/]")
+            raise typer.Exit(code=1)
+
+
+def _print_summary(run: EvaluationRun, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    m = run.report.metrics
+    console = Console()
+    table = Table(title=f"{run.report.info.get('task')} / {run.report.info.get('split')} (n={m['n']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("accuracy", f"{m['accuracy']:.4f}")
+    table.add_row("macro-F1", f"{m['macro_f1']:.4f}")
+    table.add_row("balanced accuracy", f"{m['balanced_accuracy']:.4f}")
+    for name, pc in m["per_class"].items():
+        table.add_row(f"recall {name}", f"{pc['recall']:.4f} (n={pc['support']})")
+    before = run.report.ece_before
+    table.add_row("ECE before calibration", "n/a" if before is None else f"{before:.4f}")
+    table.add_row(
+        f"ECE after (T={run.temperature:.3f}, {run.temperature_source})", f"{run.report.ece_after:.4f}"
+    )
+    console.print(table)
+    if run.skipped:
+        console.print(
+            f"[yellow]{len(run.skipped)} unreadable images skipped[/] (listed in {out / 'skipped.txt'})"
+        )
+    console.print(f"report: {out / 'report.md'}")
