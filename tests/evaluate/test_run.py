@@ -193,3 +193,16 @@ def test_cli_default_out_and_bad_model(setup, tmp_path: Path) -> None:  # type: 
     result = runner.invoke(app, [*base, "--model", str(fake)])
     assert result.exit_code == 2
     assert "fake.onnx" in result.output
+
+
+def test_predict_rows_chunks_keep_order(setup) -> None:  # type: ignore[no-untyped-def]
+    from maskops.inference.classifier import OnnxClassifier
+
+    model, _, rows = setup
+    clf = OnnxClassifier(model)
+    one = run_mod.predict_rows(clf, rows, chunk=1000)
+    many = run_mod.predict_rows(clf, rows, chunk=7, batch_size=3)
+    assert np.allclose(one[0], many[0])
+    assert one[1].tolist() == many[1].tolist() == [i for i, r in enumerate(rows) if "broken" not in r.path]
+    assert one[2].tolist() == many[2].tolist()
+    assert len(many[3]) == 1

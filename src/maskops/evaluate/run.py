@@ -9,7 +9,8 @@ face crop, already with its margin), ``.label`` (task class name), ``.split`` an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,31 @@ class EvaluationRun:
     temperature_source: str = "card"
 
 
+def _chunks(n: int, size: int, description: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` chunks of ``range(n)`` with a rich progress bar in images on stderr.
+
+    The bar is off when ``MASKOPS_NO_PROGRESS`` is set.
+    """
+    spans = [(s, min(s + size, n)) for s in range(0, n, size)]
+    if os.environ.get("MASKOPS_NO_PROGRESS") or not spans:
+        yield from spans
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(description, total=n)
+        for start, end in spans:
+            yield start, end
+            bar.advance(task, end - start)
+
+
 def _read_manifest(path: Path) -> list[Any]:
     from maskops.data.manifest import read_manifest
 
@@ -81,7 +107,7 @@ def predict_rows(
     rows: Sequence[Any],
     *,
     batch_size: int = 64,
-    chunk: int = 512,
+    chunk: int = 128,
     description: str = "evaluating",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Decode each row's image and compute raw logits, chunk by chunk (bounded memory).
@@ -99,16 +125,13 @@ def predict_rows(
     """
     import cv2
 
-    from maskops.data.progress import track
-
     logits: list[np.ndarray] = []
     kept: list[int] = []
     bright: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
-    starts = range(0, len(rows), chunk)
-    for start in track(starts, total=len(starts), description=description):
+    for start, end in _chunks(len(rows), chunk, description):
         images, idx = [], []
-        for i in range(start, min(start + chunk, len(rows))):
+        for i in range(start, end):
             path = str(rows[i].path)
             img = cv2.imread(path, cv2.IMREAD_COLOR)
             if img is None or img.size == 0:
