@@ -10,8 +10,11 @@ import logging
 import typer
 
 from maskops import __version__
+from maskops.commands import classify as classify_cmd
 from maskops.commands import data as data_cmd
 from maskops.commands import evaluate as evaluate_cmd
+from maskops.commands import export as export_cmd
+from maskops.commands import models as models_cmd
 from maskops.commands import serve as serve_cmd
 from maskops.logs import setup_logging
 
@@ -23,6 +26,9 @@ app = typer.Typer(
 )
 app.add_typer(data_cmd.app, name="data", help="Validate raw datasets and prepare versioned manifests.")
 serve_cmd.register(app)
+export_cmd.register(app)
+classify_cmd.register(app)
+models_cmd.register(app)
 evaluate_cmd.register(app)
 
 
