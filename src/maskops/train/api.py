@@ -1,0 +1,376 @@
+"""``train_task``: the one library entry point behind ``maskops train``.
+
+Reads the task's manifest, builds the datasets and the model, fits with checkpoints and early
+stopping, evaluates the best checkpoint on val and test, fits the temperature on validation
+logits, and records everything in MLflow. The lead's export/registration step hooks in through
+``on_finish(result, model)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from maskops.config import Settings, TaskConfig, TrainConfig
+from maskops.types import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+RUN_ID_FILE = "mlflow_run_id"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class TrainResult:
+    """The outcome of ``train_task``.
+
+    Attributes:
+        run_id: MLflow run id.
+        best_checkpoint: ``best.pt`` (its spec carries the temperature and metrics).
+        spec: the model card: task, classes, input size, mean/std, colour, architecture, manifest
+            hash, git commit, fitted temperature, ``metrics = {"val": ..., "test": ...}``.
+        val_logits, val_labels: validation logits (uncalibrated) and labels of the best model.
+        test_logits, test_labels: the same on test.
+        val_metrics, test_metrics: ``classification_metrics`` with the temperature applied.
+        epochs: epochs completed; best_epoch: the selected one.
+        seconds: wall time of this call.
+        out_dir: the run folder.
+        stopped_early: patience ran out.
+        history: per-epoch metrics.
+    """
+
+    run_id: str
+    best_checkpoint: Path
+    spec: ModelSpec
+    val_logits: np.ndarray
+    val_labels: np.ndarray
+    test_logits: np.ndarray
+    test_labels: np.ndarray
+    val_metrics: dict[str, Any]
+    test_metrics: dict[str, Any]
+    epochs: int
+    best_epoch: int
+    seconds: float
+    out_dir: Path
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _plots(out_dir: Path, spec: ModelSpec, result: TrainResult) -> list[Path]:
+    """Confusion matrix (test) and reliability diagram (val, before/after temperature)."""
+    from maskops.evaluate.calibration import reliability_bins
+    from maskops.evaluate.plots import plot_confusion_matrix, plot_reliability
+
+    paths = [
+        plot_confusion_matrix(
+            np.asarray(result.test_metrics["confusion"]), spec.class_names, out_dir / "confusion_test.png"
+        )
+    ]
+    if len(result.val_labels):
+        bins = {
+            "uncalibrated": reliability_bins(_softmax(result.val_logits, 1.0), result.val_labels),
+            f"T={spec.temperature:.2f}": reliability_bins(
+                _softmax(result.val_logits, spec.temperature), result.val_labels
+            ),
+        }
+        paths.append(plot_reliability(bins, out_dir / "reliability_val.png"))
+    return paths
+
+
+def train_task(
+    task: TaskConfig,
+    cfg: TrainConfig,
+    settings: Settings,
+    *,
+    out_dir: Path,
+    manifest: Path | None,
+    resume: bool = False,
+    tracking_uri: str | None = None,
+    on_finish: Callable[[TrainResult, Any], None] | None = None,
+    progress: bool = True,
+    plots: bool = True,
+) -> TrainResult:
+    """Train, evaluate and track a classifier for ``task``.
+
+    Args:
+        task: the task config (classes, grayscale, name).
+        cfg: the resolved training config.
+        settings: process settings (the default manifest lives in ``settings.prepared_dir(task)``).
+        out_dir: run folder (``config.yaml``, ``last.pt``, ``best.pt``, ``metrics.json``, plots).
+        manifest: the manifest CSV; default ``<prepared_dir>/manifest.csv``.
+        resume: continue the run in ``out_dir`` (same MLflow run) from ``last.pt``.
+        tracking_uri: MLflow store; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``.
+        on_finish: called as ``on_finish(result, model)`` with the best model in eval mode, before
+            the MLflow run is closed (export and registration hook).
+        progress: progress bars.
+        plots: write and log the confusion-matrix and reliability plots.
+
+    Returns:
+        TrainResult.
+
+    Raises:
+        ValueError: unknown model, bad augment options, missing/empty manifest, a split without
+            rows, a class without training samples (DataError names the manifest and the class).
+        FileNotFoundError: ``resume`` but no ``last.pt`` in ``out_dir``.
+        TrainingInterrupted: Ctrl-C; the MLflow run is marked KILLED and ``--resume`` continues it.
+    """
+    t_start = time.perf_counter()
+    from maskops.data.augment import AugmentConfig
+    from maskops.models import UnknownModelError, list_models
+
+    # cheap checks before any decoding
+    if cfg.model not in list_models():
+        raise UnknownModelError(f"unknown model {cfg.model!r}; valid models: {', '.join(list_models())}")
+    augment_cfg = AugmentConfig.from_dict(cfg.augment)
+    schedule = getattr(cfg, "schedule", "cosine")
+    warmup_epochs = float(getattr(cfg, "warmup_epochs", 1.0))
+
+    from maskops.train.data import default_manifest_path, read_rows, rows_hash, split_rows
+
+    out_dir = Path(out_dir)
+    manifest_path = Path(manifest) if manifest else default_manifest_path(settings.prepared_dir(task.name))
+    rows = read_rows(manifest_path)
+    splits = split_rows(rows, task.classes, manifest_path)
+    mhash = rows_hash(rows)
+    if resume and not (out_dir / "last.pt").is_file():
+        raise FileNotFoundError(f"nothing to resume: {out_dir / 'last.pt'} does not exist")
+
+    import torch
+
+    from maskops.data.dataset import ImageDataset
+    from maskops.evaluate.calibration import fit_temperature
+    from maskops.evaluate.metrics import classification_metrics, json_safe
+    from maskops.models import create_model
+    from maskops.train.checkpoint import load_checkpoint, save_checkpoint
+    from maskops.train.loop import TrainingInterrupted, fit, predict_logits, seed_everything
+    from maskops.train.tracking import Tracker, git_commit
+
+    commit = git_commit()
+    spec = ModelSpec(
+        task=task.name,
+        class_names=list(task.classes),
+        input_size=(cfg.input_size, cfg.input_size),
+        architecture=cfg.model,
+        color="gray" if task.grayscale else "rgb",
+        manifest_hash=mhash,
+        git_commit=commit,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {
+        "task": task.name,
+        "manifest": str(manifest_path.resolve()),
+        "manifest_hash": mhash,
+        "schedule": schedule,
+        "warmup_epochs": warmup_epochs,
+        "train": cfg.model_dump(mode="json"),
+        "augment_resolved": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(augment_cfg).items()},
+    }
+    (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.num_threads)
+    train_ds = ImageDataset.from_rows(
+        splits["train"],
+        task.classes,
+        spec,
+        augment_cfg=augment_cfg,
+        seed=cfg.seed,
+        progress=progress,
+        description="decoding train",
+    )
+    val_ds = ImageDataset.from_rows(
+        splits["val"], task.classes, spec, progress=progress, description="decoding val"
+    )
+    test_ds = ImageDataset.from_rows(
+        splits["test"], task.classes, spec, progress=progress, description="decoding test"
+    )
+    model_kwargs = {"input_size": cfg.input_size}
+    model = create_model(cfg.model, num_classes=len(task.classes), pretrained=True, **model_kwargs)
+
+    run_id_path = out_dir / RUN_ID_FILE
+    previous = run_id_path.read_text().strip() if resume and run_id_path.is_file() else None
+    tracker = Tracker(tracking_uri, task.name, run_name=out_dir.name, run_id=previous)
+    run_id_path.write_text(tracker.run_id + "\n", encoding="utf-8")
+    counts = {f"n_{s}": len(splits[s]) for s in splits}
+    tracker.log_params({**resolved, **counts})
+    tracker.set_tags(
+        {
+            "task": task.name,
+            "manifest_hash": mhash,
+            "git_commit": commit,
+            "model": cfg.model,
+            "stage": "train",
+        }
+    )
+    tracker.log_artifact(out_dir / CONFIG_FILE)
+
+    try:
+        fitted = fit(
+            model,
+            train_ds,
+            val_ds,
+            cfg,
+            spec=spec,
+            out_dir=out_dir,
+            resume=resume,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            model_kwargs=model_kwargs,
+            on_epoch_end=lambda epoch, m: tracker.log_metrics(m, step=epoch),
+            progress=progress,
+        )
+        state = load_checkpoint(fitted.best_path)
+        model.load_state_dict(state["model_state"])
+        model.eval()
+        bs = max(cfg.batch_size, 64)
+        val_logits = predict_logits(model, val_ds, bs)
+        test_logits = predict_logits(model, test_ds, bs)
+        temperature = fit_temperature(val_logits, val_ds.labels)
+        uncal = classification_metrics(val_ds.labels, _softmax(val_logits, 1.0), task.classes)
+        val_metrics = json_safe(
+            classification_metrics(val_ds.labels, _softmax(val_logits, temperature), task.classes)
+        )
+        val_metrics["ece_uncalibrated"] = json_safe(uncal["ece"])
+        test_metrics = json_safe(
+            classification_metrics(test_ds.labels, _softmax(test_logits, temperature), task.classes)
+        )
+        spec.temperature = float(temperature)
+        spec.metrics = {"val": val_metrics, "test": test_metrics}
+        spec.extra = {"best_epoch": fitted.best_epoch, "epochs": fitted.epochs_run}
+        state["spec"] = spec.to_dict()
+        save_checkpoint(fitted.best_path, state)
+
+        result = TrainResult(
+            run_id=tracker.run_id,
+            best_checkpoint=fitted.best_path,
+            spec=spec,
+            val_logits=val_logits,
+            val_labels=val_ds.labels.copy(),
+            test_logits=test_logits,
+            test_labels=test_ds.labels.copy(),
+            val_metrics=val_metrics,
+            test_metrics=test_metrics,
+            epochs=fitted.epochs_run,
+            best_epoch=fitted.best_epoch,
+            seconds=0.0,
+            out_dir=out_dir,
+            stopped_early=fitted.stopped_early,
+            history=fitted.history,
+        )
+        summary = {
+            "temperature": spec.temperature,
+            "best_epoch": fitted.best_epoch,
+            "epochs": fitted.epochs_run,
+            "val": val_metrics,
+            "test": test_metrics,
+        }
+        (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        tracker.log_metrics(
+            {
+                "temperature": spec.temperature,
+                "best_epoch": fitted.best_epoch,
+                "val": val_metrics,
+                "test": test_metrics,
+            },
+            step=fitted.epochs_run,
+        )
+        tracker.log_artifact(out_dir / METRICS_FILE)
+        if plots:
+            try:
+                for p in _plots(out_dir, spec, result):
+                    tracker.log_artifact(p, "plots")
+            except Exception:  # a plot must never lose a finished training
+                logger.exception("could not write the plots")
+        result.seconds = time.perf_counter() - t_start
+        tracker.log_metrics({"train_seconds": result.seconds}, step=fitted.epochs_run)
+        if on_finish is not None:
+            on_finish(result, model)
+    except TrainingInterrupted:
+        tracker.end("KILLED")
+        raise
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")
+    logger.info(
+        "trained %s in %.0f s: test accuracy %.4f, macro-F1 %.4f (T=%.3f); run %s",
+        task.name,
+        result.seconds,
+        test_metrics["accuracy"],
+        test_metrics["macro_f1"],
+        spec.temperature,
+        tracker.run_id,
+    )
+    return result
+
+
+def resolve_config(
+    base: TrainConfig, config_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Layer the training config like timm: task defaults < ``--config`` YAML < CLI flags.
+
+    Args:
+        base: the task's ``train`` section.
+        config_file: YAML with TrainConfig fields, either at the top level or under ``train:``.
+        overrides: CLI values; ``None`` values are ignored.
+
+    Raises:
+        ValueError: unreadable/invalid YAML or invalid values (the message names the file or flag).
+    """
+    from pydantic import ValidationError
+
+    data = base.model_dump()
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ValueError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of training options")
+        if isinstance(loaded.get("train"), dict):
+            loaded = loaded["train"]
+        augment = {**data.get("augment", {}), **(loaded.pop("augment", None) or {})}
+        data.update(loaded)
+        data["augment"] = augment
+        try:
+            TrainConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ValueError(f"{path}: invalid training config:\n{exc}") from exc
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"invalid training option:\n{exc}") from exc
+
+
+def default_run_dir(settings: Settings, task: str, name: str | None = None) -> Path:
+    """``<work_dir>/runs/<task>/<name or UTC timestamp>``."""
+    from datetime import UTC, datetime
+
+    return settings.work_dir / "runs" / task / (name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+
+
+def latest_run_dir(settings: Settings, task: str) -> Path | None:
+    """The most recently modified run of ``task`` that has a ``last.pt`` (for ``--resume``)."""
+    root = settings.work_dir / "runs" / task
+    runs = [p for p in root.glob("*/last.pt")] if root.is_dir() else []
+    return max(runs, key=lambda p: p.stat().st_mtime).parent if runs else None

@@ -1,0 +1,344 @@
+"""Fit one classifier: AdamW, warmup + cosine (or one-cycle) LR, label smoothing, class balance,
+early stopping on validation macro-F1, a checkpoint every epoch and resume after an interrupt.
+
+``last.pt`` is written (atomically) after every epoch and ``best.pt`` whenever validation macro-F1
+improves; both hold the full state (model, optimizer, scheduler, epoch, early-stopping state, RNG
+states). Every random draw of an epoch is derived from ``(seed, epoch)`` (sampler order,
+per-item augmentation) or restored from the checkpoint (torch RNG for dropout), so a run that is
+interrupted and resumed ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+
+from maskops.config import TrainConfig
+from maskops.data.dataset import ImageDataset, balanced_sampler, class_weights
+from maskops.evaluate.metrics import accuracy, macro_f1
+from maskops.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from maskops.types import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+Schedule = Literal["cosine", "onecycle"]
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``last.pt`` holds the last completed epoch."""
+
+    def __init__(self, out_dir: Path, epochs_done: int) -> None:
+        super().__init__(
+            f"training interrupted after {epochs_done} completed epoch(s); "
+            f"resume with --resume (checkpoint: {out_dir / LAST})"
+        )
+        self.out_dir = out_dir
+        self.epochs_done = epochs_done
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` produced.
+
+    Attributes:
+        best_path, last_path: the checkpoints.
+        best_epoch: 1-based epoch of the best validation macro-F1.
+        best_metric: that macro-F1.
+        epochs_run: epochs completed in total (including those before a resume).
+        stopped_early: patience ran out before ``cfg.epochs``.
+        history: per-epoch metrics.
+    """
+
+    best_path: Path
+    last_path: Path
+    best_epoch: int
+    best_metric: float
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, dataset: ImageDataset, batch_size: int = 128) -> np.ndarray:
+    """(n, C) float32 logits of ``model`` (eval mode) over ``dataset``."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    out = [model(x).float().numpy() for x, _ in loader]
+    model.train(was_training)
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # no weight decay on biases and norm parameters (1-D tensors)
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: Schedule, total_steps: int, warmup_steps: int, lr: float
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step LR schedule: linear warmup then cosine decay to 1% (``cosine``), or ``onecycle``."""
+    total_steps = max(1, total_steps)
+    warmup_steps = min(max(0, warmup_steps), total_steps // 2)
+    if schedule == "onecycle":
+        pct = max(warmup_steps / total_steps, 1.0 / total_steps) if total_steps > 1 else 0.3
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=total_steps, pct_start=min(pct, 0.5)
+        )
+    if schedule != "cosine":
+        raise ValueError(f"unknown LR schedule {schedule!r}; expected cosine or onecycle")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch)) % 2**63
+
+
+def _train_sampler(ds: ImageDataset, cfg: TrainConfig, num_classes: int) -> Sampler[int]:
+    if cfg.balanced_sampling and cfg.class_weighting != "none":
+        return balanced_sampler(ds.labels, num_classes, cfg.class_weighting, seed=cfg.seed)
+    return RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        disable=not enabled,
+    )
+
+
+def fit(
+    model: nn.Module,
+    train_ds: ImageDataset,
+    val_ds: ImageDataset,
+    cfg: TrainConfig,
+    *,
+    spec: ModelSpec,
+    out_dir: Path,
+    resume: bool = False,
+    schedule: Schedule = "cosine",
+    warmup_epochs: float = 1.0,
+    model_kwargs: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on ``train_ds``, select on ``val_ds`` macro-F1, checkpoint into ``out_dir``.
+
+    Args:
+        model: the network (logits out).
+        train_ds: training dataset (with augmentation).
+        val_ds: validation dataset (no augmentation).
+        cfg: the resolved training config (epochs, batch size, lr, patience, seed, ...).
+        spec: the model card stored in the checkpoints.
+        out_dir: run folder; ``last.pt`` and ``best.pt`` are written here.
+        resume: continue from ``out_dir/last.pt``.
+        schedule: ``cosine`` (linear warmup + cosine) or ``onecycle``.
+        warmup_epochs: warmup length in epochs.
+        model_kwargs: builder options stored in the checkpoint (to rebuild the model).
+        on_epoch_end: called with ``(epoch (1-based), metrics)`` after each epoch's checkpoint.
+        progress: show a progress bar per epoch.
+
+    Returns:
+        FitResult.
+
+    Raises:
+        TrainingInterrupted: on Ctrl-C; the last completed epoch is in ``last.pt``.
+        FileNotFoundError: ``resume`` without a ``last.pt``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = out_dir / LAST, out_dir / BEST
+    num_classes = spec.num_classes
+    torch.set_num_threads(cfg.num_threads)
+
+    sampler = _train_sampler(train_ds, cfg, num_classes)
+    drop_last = len(train_ds) > cfg.batch_size  # avoid a 1-sample batch in BatchNorm
+    loader = DataLoader(
+        train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last, num_workers=0
+    )
+    steps_per_epoch = max(1, len(loader))
+
+    weight = None
+    if not cfg.balanced_sampling and cfg.class_weighting != "none":
+        weight = torch.as_tensor(class_weights(train_ds.labels, num_classes, cfg.class_weighting))
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    val_criterion = nn.CrossEntropyLoss()
+
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = make_scheduler(
+        optimizer, schedule, cfg.epochs * steps_per_epoch, round(warmup_epochs * steps_per_epoch), cfg.lr
+    )
+
+    start_epoch, best_metric, best_epoch, since_best = 0, -1.0, 0, 0
+    history: list[dict[str, float]] = []
+    finished = False
+    if resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(f"nothing to resume: {last_path} does not exist")
+        state = load_checkpoint(last_path)
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        scheduler.load_state_dict(state["scheduler_state"])
+        restore_rng(state["rng"])
+        start_epoch = int(state["epoch"])
+        best_metric = float(state["best_metric"])
+        es = state.get("early_stopping", {})
+        best_epoch, since_best = int(es.get("best_epoch", 0)), int(es.get("since_best", 0))
+        finished = bool(es.get("finished", False))
+        history = list(state.get("history", []))
+        logger.info(
+            "resuming from %s after epoch %d (best macro-F1 %.4f)", last_path, start_epoch, best_metric
+        )
+
+    def checkpoint(epoch: int, done: bool) -> dict[str, Any]:
+        return {
+            "model_state": model.state_dict(),
+            "spec": spec.to_dict(),
+            "config": cfg.model_dump(mode="json"),
+            "model_kwargs": dict(model_kwargs or {}),
+            "epoch": epoch,
+            "best_metric": best_metric,
+            "optimizer_state": optimizer.state_dict(),
+            "scheduler_state": scheduler.state_dict(),
+            "rng": capture_rng(),
+            "early_stopping": {"best_epoch": best_epoch, "since_best": since_best, "finished": done},
+            "history": history,
+        }
+
+    epoch = start_epoch
+    stopped_early = finished and start_epoch < cfg.epochs
+    try:
+        with _progress(progress) as bar:
+            while epoch < cfg.epochs and not finished:
+                model.train()
+                train_ds.set_epoch(epoch)
+                gen = getattr(sampler, "generator", None)
+                if gen is not None:
+                    gen.manual_seed(_epoch_seed(cfg.seed, epoch))
+                task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, info="")
+                t0 = time.perf_counter()
+                loss_sum, seen = 0.0, 0
+                for x, y in loader:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = criterion(model(x), y)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                    loss_sum += loss.detach().item() * len(y)
+                    seen += len(y)
+                    lr = optimizer.param_groups[0]["lr"]
+                    bar.update(task, advance=1, info=f"loss {loss_sum / seen:.4f} lr {lr:.2e}")
+                train_seconds = time.perf_counter() - t0
+                logits = predict_logits(model, val_ds, batch_size=max(cfg.batch_size, 64))
+                y_val = val_ds.labels
+                pred = logits.argmax(axis=1)
+                val_loss = float(val_criterion(torch.from_numpy(logits), torch.from_numpy(y_val)))
+                metrics = {
+                    "train_loss": loss_sum / max(1, seen),
+                    "val_loss": val_loss,
+                    "val_macro_f1": macro_f1(y_val, pred, num_classes),
+                    "val_accuracy": accuracy(y_val, pred),
+                    "lr": float(optimizer.param_groups[0]["lr"]),
+                    "epoch_seconds": time.perf_counter() - t0,
+                    "train_images_per_s": seen / max(train_seconds, 1e-9),
+                }
+                epoch += 1
+                improved = metrics["val_macro_f1"] > best_metric
+                if improved:
+                    best_metric, best_epoch, since_best = metrics["val_macro_f1"], epoch, 0
+                else:
+                    since_best += 1
+                stopped_early = since_best >= cfg.patience and epoch < cfg.epochs
+                finished = stopped_early or epoch >= cfg.epochs
+                history.append({"epoch": float(epoch), **metrics})
+                state = checkpoint(epoch, finished)
+                save_checkpoint(last_path, state)
+                if improved:
+                    save_checkpoint(best_path, state)
+                bar.update(
+                    task,
+                    info=(
+                        f"loss {metrics['train_loss']:.4f} val_loss {val_loss:.4f} "
+                        f"val_f1 {metrics['val_macro_f1']:.4f} val_acc {metrics['val_accuracy']:.4f}"
+                        + (" [green]best" if improved else "")
+                    ),
+                )
+                logger.info(
+                    "epoch %d/%d: train_loss %.4f val_loss %.4f val_macro_f1 %.4f val_acc %.4f (%.0f img/s)",
+                    epoch,
+                    cfg.epochs,
+                    metrics["train_loss"],
+                    val_loss,
+                    metrics["val_macro_f1"],
+                    metrics["val_accuracy"],
+                    metrics["train_images_per_s"],
+                )
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, metrics)
+                if stopped_early:
+                    logger.info(
+                        "early stopping: no macro-F1 gain for %d epoch(s); best epoch %d",
+                        since_best,
+                        best_epoch,
+                    )
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        done = int(load_checkpoint(last_path)["epoch"]) if last_path.is_file() else 0
+        raise TrainingInterrupted(out_dir, done) from None
+    if not best_path.is_file():  # e.g. resumed a run whose best.pt was deleted
+        save_checkpoint(best_path, load_checkpoint(last_path))
+    return FitResult(
+        best_path=best_path,
+        last_path=last_path,
+        best_epoch=best_epoch,
+        best_metric=best_metric,
+        epochs_run=epoch,
+        stopped_early=stopped_early,
+        history=history,
+    )

@@ -1,0 +1,198 @@
+"""train_task end to end on a tiny generated data set: MLflow logging, resume, early stopping, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from maskops.config import Settings, TaskConfig, TrainConfig
+from maskops.data.dataset import ImageDataset
+from maskops.train.api import TrainResult, train_task
+from maskops.train.checkpoint import CheckpointError, load_checkpoint, load_model
+from maskops.train.data import DataError
+from maskops.train.loop import TrainingInterrupted
+
+
+@pytest.fixture
+def uri(mlflow_db: Path) -> str:
+    return f"sqlite:///{mlflow_db}"
+
+
+def _train(task: TaskConfig, cfg: TrainConfig, manifest: Path, out: Path, uri: str, **kw: Any) -> TrainResult:
+    return train_task(
+        task, cfg, Settings(), out_dir=out, manifest=manifest, tracking_uri=uri, progress=False, **kw
+    )
+
+
+def test_train_logs_everything_to_mlflow(
+    tmp_path: Path, toy_task: TaskConfig, toy_cfg: TrainConfig, toy_manifest: Path, uri: str
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def on_finish(result: TrainResult, model: torch.nn.Module) -> None:
+        seen["result"], seen["training"] = result, model.training
+
+    result = _train(toy_task, toy_cfg, toy_manifest, tmp_path / "run", uri, on_finish=on_finish, plots=True)
+
+    assert seen["result"] is result and seen["training"] is False
+    assert result.epochs == 2 and 1 <= result.best_epoch <= 2
+    assert result.val_logits.shape == (11, 3) and result.test_logits.shape == (10, 3)
+    assert result.spec.class_names == ["red", "green", "blue"]
+    assert result.spec.input_size == (16, 16) and result.spec.architecture == "tiny_cnn"
+    assert result.spec.temperature > 0 and result.spec.manifest_hash
+    assert set(result.spec.metrics) == {"val", "test"}
+    assert set(result.test_metrics["per_class"]) == {"red", "green", "blue"}
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.lr"] == str(toy_cfg.lr)
+    assert run.data.params["train.model"] == "tiny_cnn"
+    assert run.data.params["n_train"] == "20"
+    assert run.data.tags["task"] == "toy"
+    assert run.data.tags["manifest_hash"] == result.spec.manifest_hash
+    assert "git_commit" in run.data.tags
+    history = client.get_metric_history(result.run_id, "val_macro_f1")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert run.data.metrics["test.accuracy"] == pytest.approx(result.test_metrics["accuracy"])
+    assert "test.per_class.blue.recall" in run.data.metrics
+    # artifacts land in <db folder>/mlartifacts, not ./mlruns
+    assert run.info.artifact_uri.startswith((Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri())
+    names = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"config.yaml", "metrics.json", "plots"} <= names
+    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert "plots/confusion_test.png" in plots
+
+    # the run folder holds the resolved config and checkpoints; best.pt rebuilds the calibrated model
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["train"]["batch_size"] == 8 and saved["task"] == "toy"
+    model, spec = load_model(result.best_checkpoint)
+    assert not model.training and spec.temperature == pytest.approx(result.spec.temperature)
+    val = ImageDataset.from_rows(
+        [r for r in _rows(toy_manifest) if r.split == "val"], toy_task.classes, spec, progress=False
+    )
+    with torch.no_grad():
+        logits = model(torch.stack([val[i][0] for i in range(len(val))])).numpy()
+    np.testing.assert_allclose(logits, result.val_logits, atol=1e-5)
+
+
+def _rows(manifest: Path) -> list[Any]:
+    from maskops.train.data import read_rows
+
+    return read_rows(manifest)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model_state"]
+
+
+def test_resume_after_interrupt_matches_uninterrupted_run(
+    tmp_path: Path,
+    toy_task: TaskConfig,
+    toy_cfg: TrainConfig,
+    toy_manifest: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    uri: str,
+) -> None:
+    cfg = toy_cfg.model_copy(update={"epochs": 3})
+    reference = _train(toy_task, cfg, toy_manifest, tmp_path / "ref", uri, plots=False)
+    again = _train(toy_task, cfg, toy_manifest, tmp_path / "again", uri, plots=False)
+    # fixed seeds: two runs are identical
+    assert [h["train_loss"] for h in again.history] == [h["train_loss"] for h in reference.history]
+    for k, v in _weights(reference.out_dir / "last.pt").items():
+        assert torch.equal(v, _weights(again.out_dir / "last.pt")[k]), k
+
+    # interrupt in the middle of epoch 2 (Ctrl-C arrives as KeyboardInterrupt inside the batch loop)
+    original = ImageDataset.__getitem__
+    calls = {"n": 0}
+
+    def interrupting(self: ImageDataset, index: int) -> tuple[torch.Tensor, int]:
+        if self.train:
+            calls["n"] += 1
+            if calls["n"] == 16 + 5:  # epoch 1 reads 16 items (2 full batches of 8), then 5 more
+                raise KeyboardInterrupt
+        return original(self, index)
+
+    monkeypatch.setattr(ImageDataset, "__getitem__", interrupting)
+    out = tmp_path / "interrupted"
+    with pytest.raises(TrainingInterrupted, match="--resume") as info:
+        _train(toy_task, cfg, toy_manifest, out, uri, plots=False)
+    assert info.value.epochs_done == 1
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    run_id = (out / "mlflow_run_id").read_text().strip()
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(run_id).info.status == "KILLED"
+
+    monkeypatch.setattr(ImageDataset, "__getitem__", original)
+    resumed = _train(toy_task, cfg, toy_manifest, out, uri, resume=True, plots=False)
+    assert resumed.run_id == run_id and resumed.epochs == 3
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val_macro_f1")) == [1, 2, 3]
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in reference.history]
+    for k, v in _weights(reference.out_dir / "last.pt").items():
+        assert torch.equal(v, _weights(out / "last.pt")[k]), k
+
+
+def test_early_stopping_fires(
+    tmp_path: Path, toy_task: TaskConfig, toy_cfg: TrainConfig, toy_manifest: Path, uri: str
+) -> None:
+    # a learning rate too small to learn: macro-F1 soon stops improving (only BatchNorm stats move)
+    cfg = toy_cfg.model_copy(update={"epochs": 12, "patience": 2, "lr": 1e-12})
+    result = _train(toy_task, cfg, toy_manifest, tmp_path / "run", uri, plots=False)
+    assert result.stopped_early
+    assert result.epochs < cfg.epochs
+    assert result.epochs == result.best_epoch + cfg.patience
+    assert len(result.history) == result.epochs
+    f1 = [h["val_macro_f1"] for h in result.history]
+    assert max(f1[result.best_epoch :]) <= f1[result.best_epoch - 1]
+    assert load_checkpoint(result.best_checkpoint)["epoch"] == result.best_epoch
+
+
+def test_bad_inputs_give_clear_errors(
+    tmp_path: Path,
+    toy_task: TaskConfig,
+    toy_cfg: TrainConfig,
+    toy_manifest: Path,
+    make_manifest: Callable[..., Path],
+    uri: str,
+) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"unknown model 'resnet9000'.*tiny_cnn"):
+        _train(toy_task, toy_cfg.model_copy(update={"model": "resnet9000"}), toy_manifest, out, uri)
+    with pytest.raises(ValueError, match=r"unknown augment option.*'flip'"):
+        _train(toy_task, toy_cfg.model_copy(update={"augment": {"flip": 0.5}}), toy_manifest, out, uri)
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("path,sha256,label,split,group,source,parent,box\n")
+    with pytest.raises(DataError, match="no rows") as info:
+        _train(toy_task, toy_cfg, empty, out, uri)
+    assert str(empty) in str(info.value)
+
+    with pytest.raises(DataError, match="manifest not found"):
+        _train(toy_task, toy_cfg, tmp_path / "missing.csv", out, uri)
+
+    no_blue = make_manifest(
+        {"train": {"red": 2, "green": 2}, "val": {"red": 1, "blue": 1}, "test": {"red": 1, "blue": 1}}
+    )
+    with pytest.raises(DataError, match=r"class 'blue' has no samples in the 'train' split") as info:
+        _train(toy_task, toy_cfg, no_blue, out, uri)
+    assert str(no_blue) in str(info.value)
+
+    no_val = make_manifest({"train": {"red": 1, "green": 1, "blue": 1}, "test": {"red": 1}}, name="nv")
+    with pytest.raises(DataError, match="'val' split has no rows"):
+        _train(toy_task, toy_cfg, no_val, out, uri)
+
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        _train(toy_task, toy_cfg, toy_manifest, tmp_path / "fresh", uri, resume=True)
+
+    not_ckpt = tmp_path / "x.pt"
+    not_ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"x\.pt"):
+        load_model(not_ckpt)
