@@ -16,6 +16,7 @@ from maskops.commands import evaluate as evaluate_cmd
 from maskops.commands import export as export_cmd
 from maskops.commands import models as models_cmd
 from maskops.commands import serve as serve_cmd
+from maskops.commands import train as train_cmd
 from maskops.logs import setup_logging
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cmd.app, name="data", help="Validate raw datasets and prepare versioned manifests.")
 serve_cmd.register(app)
+train_cmd.register(app)
 export_cmd.register(app)
 classify_cmd.register(app)
 models_cmd.register(app)
