@@ -34,10 +34,11 @@ def read_image(path: str | Path, *, grayscale: bool = False) -> np.ndarray:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read image: {exc}") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise ValueError(f"{path}: not a decodable image")
-    return image
+    # BGR -> gray exactly as ``to_rgb(..., grayscale=True)`` does at serving time
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if grayscale else image
 
 
 def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:

@@ -1,0 +1,78 @@
+"""Loop pieces: LR schedules, config layering, tracking helpers."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskops.config import TrainConfig
+from maskops.train.api import resolve_config
+from maskops.train.loop import make_scheduler
+from maskops.train.tracking import artifact_location, flatten, numeric_metrics, resolve_tracking_uri
+
+
+def _lrs(schedule: str, total: int, warmup: int) -> list[float]:
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, schedule, total, warmup, 1.0)  # type: ignore[arg-type]
+    out = []
+    for _ in range(total):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_cosine_warms_up_then_decays() -> None:
+    lrs = _lrs("cosine", 20, 4)
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert all(a >= b for a, b in itertools.pairwise(lrs[3:]))
+    assert lrs[-1] < 0.05
+
+
+def test_onecycle_peaks_in_the_middle() -> None:
+    lrs = _lrs("onecycle", 20, 5)
+    peak = max(range(20), key=lambda i: lrs[i])
+    assert 2 <= peak <= 7 and lrs[peak] == pytest.approx(1.0, rel=0.05)
+    assert lrs[0] < 0.2 and lrs[-1] < 0.01
+    with pytest.raises(ValueError, match="unknown LR schedule"):
+        _lrs("step", 5, 1)
+
+
+def test_config_layers_task_then_yaml_then_flags(tmp_path: Path) -> None:
+    base = TrainConfig(epochs=12, lr=1e-3, batch_size=64, augment={"hflip": 0.5})
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  epochs: 3\n  lr: 0.01\n  augment: {jpeg: 0.0}\n")
+    cfg = resolve_config(base, f, {"lr": 0.02, "batch_size": None})
+    assert (cfg.epochs, cfg.lr, cfg.batch_size) == (3, 0.02, 64)
+    assert cfg.augment == {"hflip": 0.5, "jpeg": 0.0}
+    f.write_text("epochs: 0\n")
+    with pytest.raises(ValueError, match=r"c\.yaml: invalid training config"):
+        resolve_config(base, f)
+    f.write_text("epoch: 3\n")
+    with pytest.raises(ValueError, match="epoch"):
+        resolve_config(base, f)
+    with pytest.raises(ValueError, match="config file not found"):
+        resolve_config(base, tmp_path / "nope.yaml")
+    with pytest.raises(ValueError, match="invalid training option"):
+        resolve_config(base, None, {"batch_size": 0})
+
+
+def test_tracking_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri() == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolve_tracking_uri() == "http://127.0.0.1:5000"
+    assert resolve_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+    assert (
+        artifact_location(f"sqlite:///{tmp_path}/m.db", "facemask")
+        == (tmp_path / "mlartifacts/facemask").as_uri()
+    )
+    monkeypatch.chdir(tmp_path)
+    assert artifact_location("sqlite:///mlflow.db", "t") == (tmp_path / "mlartifacts/t").as_uri()
+    assert artifact_location("http://127.0.0.1:5000", "t") is None
+    assert flatten({"a": {"b": 1, "c": {}}, "d": [1, 2]}) == {"a.b": "1", "a.c": "{}", "d": "[1, 2]"}
+    got = numeric_metrics({"x": 1, "y": {"z": 0.5, "n": None, "nan": float("nan"), "ok": True}, "l": [1]})
+    assert got == {"x": 1.0, "y.z": 0.5}
