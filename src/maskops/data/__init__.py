@@ -1,0 +1,1 @@
+"""The data stage: sources, validation, group-aware splits, face crops and the versioned manifest."""

@@ -1,0 +1,85 @@
+"""Face crops: box arithmetic (pure) and atomic, resumable PNG writing."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def expand_box(box: Sequence[float], margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """Grow a box by ``margin`` x its size on every side, round outwards and clip to the image.
+
+    Args:
+        box: ``(x1, y1, x2, y2)`` in pixels.
+        margin: fraction of the box width (x) / height (y) added per side.
+        width, height: image size.
+
+    Returns:
+        Integer ``(x1, y1, x2, y2)`` with ``0 <= x1 < x2 <= width`` when the box overlaps the image.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+    return (
+        max(0, math.floor(x1 - dx)),
+        max(0, math.floor(y1 - dy)),
+        min(width, math.ceil(x2 + dx)),
+        min(height, math.ceil(y2 + dy)),
+    )
+
+
+def box_to_str(box: Sequence[float]) -> str:
+    """``"x1,y1,x2,y2"`` with at most one decimal (integers stay integers)."""
+    return ",".join(f"{round(float(v), 1):g}" for v in box)
+
+
+def box_from_str(text: str) -> tuple[float, float, float, float] | None:
+    """Inverse of ``box_to_str``; ``""`` gives ``None``.
+
+    Raises:
+        ValueError: not four comma-separated numbers.
+    """
+    if not text:
+        return None
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise ValueError(f"box must be 'x1,y1,x2,y2', got {text!r}")
+    x1, y1, x2, y2 = (float(p) for p in parts)
+    return x1, y1, x2, y2
+
+
+def safe_stem(name: str, limit: int = 60) -> str:
+    """A file-name-safe version of ``name`` (ASCII letters, digits, ``._-``)."""
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "img")[:limit]
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of an image (deterministic for a given OpenCV build).
+
+    Raises:
+        ValueError: the image cannot be encoded.
+    """
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"could not encode a {image.shape} image as PNG")
+    return buf.tobytes()
+
+
+def write_atomic(path: str | Path, data: bytes) -> str:
+    """Write bytes through a temporary file and rename (an interrupted run leaves no half file).
+
+    Returns:
+        The sha256 of ``data``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()

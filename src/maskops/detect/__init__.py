@@ -1,0 +1,21 @@
+"""Face detection: the detector registry (YuNet, Haar); later the detect-then-classify pipeline."""
+
+from maskops.detect.detectors import (
+    DetectorError,
+    FaceDetector,
+    HaarDetector,
+    YuNetDetector,
+    create_detector,
+    list_detectors,
+    register_detector,
+)
+
+__all__ = [
+    "DetectorError",
+    "FaceDetector",
+    "HaarDetector",
+    "YuNetDetector",
+    "create_detector",
+    "list_detectors",
+    "register_detector",
+]

@@ -1,0 +1,208 @@
+"""Face detectors behind one registry: ``@register_detector(name)`` and ``create_detector(name)``.
+
+Every detector takes a BGR image and returns ``Detections`` with ``face_score`` (and, for YuNet,
+five landmarks per face); ``class_id`` is -1 (not classified yet) and ``confidence`` is the face
+score. Boxes are clipped to the image.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+
+from maskops.types import Detections
+
+log = logging.getLogger(__name__)
+
+_REGISTRY: dict[str, Callable[..., FaceDetector]] = {}
+D = TypeVar("D", bound=Callable[..., "FaceDetector"])
+
+
+class DetectorError(ValueError):
+    """A detector that cannot be built: unknown name, missing or corrupt weights."""
+
+
+class FaceDetector(ABC):
+    """Finds faces in a BGR image."""
+
+    name: str = ""
+
+    @abstractmethod
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        """Faces in ``image_bgr`` (H, W, 3 uint8) as ``Detections`` in image pixels."""
+
+
+def register_detector(name: str) -> Callable[[D], D]:
+    """Class/factory decorator adding a detector under ``name`` (a re-registration warns)."""
+
+    def deco(factory: D) -> D:
+        if name in _REGISTRY:
+            log.warning("face detector %r registered again; the new one replaces the old", name)
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def list_detectors() -> list[str]:
+    """Registered detector names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_detector(name: str, **kwargs: Any) -> FaceDetector:
+    """Build a registered detector.
+
+    Raises:
+        DetectorError: unknown name (the message lists the valid ones) or the detector's own error.
+    """
+    if name not in _REGISTRY:
+        raise DetectorError(f"unknown face detector {name!r}; valid: {', '.join(list_detectors())}")
+    return _REGISTRY[name](**kwargs)
+
+
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
+    return image
+
+
+def _clip(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+    out = xyxy.astype(np.float32, copy=True)
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, width)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, height)
+    return out
+
+
+@register_detector("yunet")
+class YuNetDetector(FaceDetector):
+    """YuNet through ``cv2.FaceDetectorYN``.
+
+    Args:
+        model_path: the ONNX file (default ``Settings().yunet_path``, i.e. ``MASKOPS_YUNET_PATH``).
+        score_threshold: minimum face score.
+        nms_threshold: IoU for non-maximum suppression.
+        top_k: faces kept before NMS.
+        upscale: images whose longer side is below ``min_side`` are enlarged by this factor at
+            most (small faces are found far more often); 1.0 disables.
+        min_side: see ``upscale``.
+    """
+
+    name = "yunet"
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+        top_k: int = 5000,
+        upscale: float = 2.0,
+        min_side: int = 640,
+    ) -> None:
+        if model_path is None:
+            from maskops.config import Settings
+
+            model_path = Settings().yunet_path
+        if model_path is None or not Path(model_path).is_file():
+            raise DetectorError(
+                f"YuNet weights not found at {model_path or '<unset>'}: set MASKOPS_YUNET_PATH to "
+                "face_detection_yunet_2026may.onnx (default ../shared/models/)"
+            )
+        self.model_path = Path(model_path)
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.top_k = top_k
+        self.upscale = max(1.0, float(upscale))
+        self.min_side = min_side
+        try:
+            self._net = cv2.FaceDetectorYN.create(
+                str(self.model_path), "", (320, 320), score_threshold, nms_threshold, top_k
+            )
+        except cv2.error as exc:
+            raise DetectorError(f"YuNet weights at {self.model_path} could not be loaded: {exc}") from exc
+
+    def _scale_for(self, width: int, height: int) -> float:
+        longer = max(width, height)
+        if self.upscale <= 1.0 or longer >= self.min_side:
+            return 1.0
+        return min(self.upscale, self.min_side / longer)
+
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        image = _as_bgr(image_bgr)
+        height, width = image.shape[:2]
+        scale = self._scale_for(width, height)
+        if scale != 1.0:
+            image = cv2.resize(
+                image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR
+            )
+        self._net.setInputSize((image.shape[1], image.shape[0]))
+        _, faces = self._net.detect(image)
+        if faces is None or len(faces) == 0:
+            return Detections.empty(with_face_score=True).replace(landmarks=np.zeros((0, 5, 2), np.float32))
+        faces = np.asarray(faces, np.float32)
+        score = faces[:, 14].copy()
+        coords = faces[:, :14] / np.float32(scale)  # x, y, w, h, then 5 landmark (x, y)
+        xyxy = np.stack(
+            [coords[:, 0], coords[:, 1], coords[:, 0] + coords[:, 2], coords[:, 1] + coords[:, 3]], 1
+        )
+        return Detections(
+            xyxy=_clip(xyxy, width, height),
+            confidence=score,
+            class_id=np.full(len(faces), -1, np.int64),
+            face_score=score,
+            landmarks=coords[:, 4:14].reshape(-1, 5, 2),
+        )
+
+
+@register_detector("haar")
+class HaarDetector(FaceDetector):
+    """OpenCV's frontal-face Haar cascade (a fallback: it misses most masked faces).
+
+    Args:
+        scale_factor: image pyramid step.
+        min_neighbors: overlapping hits needed for a face.
+        min_size: smallest face side in pixels.
+    """
+
+    name = "haar"
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 20) -> None:
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self._cascade = cv2.CascadeClassifier(str(path))
+        if self._cascade.empty():
+            raise DetectorError(f"Haar cascade could not be loaded from {path}")
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size = min_size
+
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        image = _as_bgr(image_bgr)
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        boxes, _, weights = self._cascade.detectMultiScale3(
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_size, self.min_size),
+            outputRejectLevels=True,
+        )
+        if len(boxes) == 0:
+            return Detections.empty(with_face_score=True)
+        b = np.asarray(boxes, np.float32).reshape(-1, 4)
+        xyxy = np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], 1)
+        # cascade weights are unbounded stage margins; squash them to (0, 1) as a face score
+        score = (1.0 / (1.0 + np.exp(-np.asarray(weights, np.float32).reshape(-1)))).astype(np.float32)
+        return Detections(
+            xyxy=_clip(xyxy, image.shape[1], image.shape[0]),
+            confidence=score,
+            class_id=np.full(len(b), -1, np.int64),
+            face_score=score,
+        )
