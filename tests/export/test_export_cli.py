@@ -122,3 +122,19 @@ def test_validation_sample_covers_every_class(fake_training, spec) -> None:
     assert sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2]
     with pytest.raises(ValueError, match=r"labels \['with_mask'\] are not classes"):
         export_cmd.validation_sample(manifest, ["a", "without_mask", "mask_weared_incorrect"], 3)
+
+
+def test_unreadable_checkpoint_is_a_clear_error(monkeypatch, tmp_path) -> None:
+    def load_model(path):
+        raise ValueError(f"{path}: not a maskops checkpoint (missing ['spec'])")
+
+    module = types.ModuleType("maskops.train.checkpoint")
+    module.load_model = load_model  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "maskops.train.checkpoint", module)
+    checkpoint = tmp_path / "junk.pt"
+    checkpoint.write_bytes(b"junk")
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(checkpoint), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "junk.pt: not a maskops checkpoint" in result.output
+    assert not out.exists()

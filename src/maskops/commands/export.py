@@ -32,15 +32,9 @@ def read_bgr(path: str | Path) -> np.ndarray:
 
 
 def _manifest_rows(manifest: Path) -> list[Any]:
-    try:
-        from maskops.train.data import read_rows
-    except ImportError:
-        from maskops.data.manifest import read_manifest
+    from maskops.data.manifest import read_manifest
 
-        if not manifest.is_file():
-            raise ValueError(f"manifest not found: {manifest}") from None
-        return list(read_manifest(manifest))
-    return list(read_rows(manifest))
+    return list(read_manifest(manifest))
 
 
 def validation_sample(
@@ -98,12 +92,20 @@ def register(app: typer.Typer) -> None:
         console = Console()
         if int8 and parity_manifest is None:
             raise typer.BadParameter("--int8 needs --parity-manifest (validation images to calibrate on)")
-        model, spec = load_model(checkpoint)
-        path = export_onnx(model, spec, out, opset=opset)
+        try:
+            model, spec = load_model(checkpoint)
+            images, labels = (
+                validation_sample(parity_manifest, spec.class_names, None)
+                if parity_manifest is not None
+                else ([], None)
+            )
+            path = export_onnx(model, spec, out, opset=opset)
+        except ValueError as exc:  # CheckpointError, ManifestError, bad images: all name the file
+            console.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+            raise typer.Exit(code=2) from exc
         report: dict[str, Any] = {"onnx": str(path), "size_bytes": path.stat().st_size}
         failed = False
         if parity_manifest is not None:
-            images, labels = validation_sample(parity_manifest, spec.class_names, None)
             sample = images[:parity_n]
             try:
                 parity = check_parity(model, path, sample, spec, atol=atol)
