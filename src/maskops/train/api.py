@@ -236,6 +236,8 @@ def train_task(
             progress=progress,
         )
         state = load_checkpoint(fitted.best_path)
+        # back to the default memory format: what load_model() and the ONNX export see
+        model.to(memory_format=torch.contiguous_format)
         model.load_state_dict(state["model_state"])
         model.eval()
         bs = max(cfg.batch_size, 64)
