@@ -1,25 +1,16 @@
-"""Manifest rows for training: read, check against the task, split into train/val/test.
-
-Reads the data stage's manifest through ``maskops.data.manifest.read_manifest`` when that module is
-present; otherwise a private CSV reader with the same columns is used (``path, sha256, label,
-split, group, source, parent, box``).
-"""
+"""Manifest rows for training: read (``maskops.data.manifest``), check against the task, split."""
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-MANIFEST_COLUMNS = ("path", "sha256", "label", "split", "group", "source", "parent", "box")
 
 
 class DataError(ValueError):
@@ -32,49 +23,9 @@ class RowLike(Protocol):
     split: str
 
 
-@dataclass(frozen=True)
-class _Row:
-    path: str
-    sha256: str
-    label: str
-    split: str
-    group: str = ""
-    source: str = ""
-    parent: str = ""
-    box: str = ""
-
-
 def default_manifest_path(prepared_dir: Path) -> Path:
     """The manifest the data stage writes for a task: ``<prepared_dir>/manifest.csv``."""
     return prepared_dir / "manifest.csv"
-
-
-def _read_manifest_csv(path: Path) -> list[_Row]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("path", "label", "split") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(
-                f"{path}: manifest is missing column(s) {missing}; expected {list(MANIFEST_COLUMNS)}"
-            )
-        rows = []
-        for rec in reader:
-            p = Path(rec["path"])
-            if not p.is_absolute():
-                p = (path.parent / p).resolve()
-            rows.append(
-                _Row(
-                    path=str(p),
-                    sha256=rec.get("sha256") or "",
-                    label=rec["label"],
-                    split=rec["split"],
-                    group=rec.get("group") or "",
-                    source=rec.get("source") or "",
-                    parent=rec.get("parent") or "",
-                    box=rec.get("box") or "",
-                )
-            )
-    return rows
 
 
 def read_rows(path: Path) -> list[Any]:
@@ -82,22 +33,15 @@ def read_rows(path: Path) -> list[Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"manifest not found: {path} (run `maskops data prepare` first or pass --manifest)")
-    try:
-        from maskops.data.manifest import read_manifest
-    except ImportError:
-        return _read_manifest_csv(path)
+    from maskops.data.manifest import read_manifest
+
     return list(read_manifest(path))
 
 
 def rows_hash(rows: Sequence[Any]) -> str:
-    """The manifest's content hash (``maskops.data.manifest.manifest_hash`` when present)."""
-    try:
-        from maskops.data.manifest import manifest_hash
-    except ImportError:
-        h = hashlib.sha256()
-        for r in sorted(rows, key=lambda r: (r.split, r.label, r.path)):
-            h.update(f"{getattr(r, 'sha256', '') or r.path}\t{r.label}\t{r.split}\n".encode())
-        return h.hexdigest()[:16]
+    """The manifest's content hash (``maskops.data.manifest.manifest_hash``)."""
+    from maskops.data.manifest import manifest_hash
+
     return str(manifest_hash(list(rows)))
 
 
