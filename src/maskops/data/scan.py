@@ -7,6 +7,7 @@ progress bar. A file that cannot be read never stops the scan: its ``error`` say
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -85,6 +86,8 @@ def scan_files(
     items = [str(p) for p in paths]
     if workers <= 1 or len(items) < 64:
         return list(track((scan_file(p) for p in items), len(items), description))
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+    # spawn, not fork: a forked child of a process that already ran OpenCV's thread pool can hang
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, mp_context=ctx) as pool:
         results = pool.map(scan_file, items, chunksize=32)
         return list(track(results, len(items), description))

@@ -6,6 +6,7 @@ from maskops.detect.detectors import (
     HaarDetector,
     YuNetDetector,
     create_detector,
+    haar_available,
     list_detectors,
     register_detector,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "HaarDetector",
     "YuNetDetector",
     "create_detector",
+    "haar_available",
     "list_detectors",
     "register_detector",
 ]

@@ -163,20 +163,44 @@ class YuNetDetector(FaceDetector):
         )
 
 
+def haar_available() -> bool:
+    """Whether this OpenCV build has ``CascadeClassifier`` (OpenCV 5 moved it out of the main package)."""
+    return hasattr(cv2, "CascadeClassifier")
+
+
 @register_detector("haar")
 class HaarDetector(FaceDetector):
     """OpenCV's frontal-face Haar cascade (a fallback: it misses most masked faces).
 
     Args:
+        cascade_path: the cascade xml (default: ``haarcascade_frontalface_default.xml`` in
+            ``cv2.data.haarcascades``).
         scale_factor: image pyramid step.
         min_neighbors: overlapping hits needed for a face.
         min_size: smallest face side in pixels.
+
+    Raises:
+        DetectorError: this OpenCV has no ``CascadeClassifier`` or the cascade file is missing.
     """
 
     name = "haar"
 
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 20) -> None:
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    def __init__(
+        self,
+        cascade_path: str | Path | None = None,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        min_size: int = 20,
+    ) -> None:
+        if not haar_available():
+            raise DetectorError(
+                f"OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 moved Haar cascades out "
+                "of the main package); use the 'yunet' detector"
+            )
+        data_dir = getattr(getattr(cv2, "data", None), "haarcascades", "")
+        path = Path(cascade_path or Path(data_dir) / "haarcascade_frontalface_default.xml")
+        if not path.is_file():
+            raise DetectorError(f"Haar cascade not found at {path}")
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise DetectorError(f"Haar cascade could not be loaded from {path}")

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from maskops.config import Settings
+from maskops.data.images import read_bgr
+from maskops.detect.detectors import (
+    DetectorError,
+    HaarDetector,
+    YuNetDetector,
+    create_detector,
+    haar_available,
+    list_detectors,
+)
+
+YUNET = Settings().yunet_path
+
+
+def _yunet_or_skip() -> Path:
+    if YUNET is None or not Path(YUNET).is_file():
+        pytest.skip("YuNet weights not found (set MASKOPS_YUNET_PATH)")
+    return Path(YUNET)
+
+
+def test_registry_lists_and_rejects() -> None:
+    assert {"yunet", "haar"} <= set(list_detectors())
+    with pytest.raises(ValueError, match=r"valid: .*haar.*yunet"):
+        create_detector("retinaface-xl")
+
+
+def _haar_or_skip() -> HaarDetector:
+    if not haar_available():
+        with pytest.raises(DetectorError, match=r"no CascadeClassifier.*yunet"):
+            create_detector("haar")
+        pytest.skip(f"this OpenCV ({cv2.__version__}) has no Haar cascades: checked the error instead")
+    return create_detector("haar")  # type: ignore[return-value]
+
+
+def test_missing_weights_name_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.onnx"
+    with pytest.raises(DetectorError, match=str(missing)):
+        YuNetDetector(model_path=missing)
+
+
+def test_corrupt_weights_are_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    with pytest.raises(DetectorError, match="could not be loaded"):
+        YuNetDetector(model_path=bad)
+
+
+def test_haar_on_blank_image_is_empty() -> None:
+    det = _haar_or_skip().detect(np.zeros((120, 160, 3), np.uint8))
+    assert len(det) == 0 and det.face_score is not None
+
+
+def test_yunet_on_blank_image_is_empty() -> None:
+    detector = YuNetDetector(model_path=_yunet_or_skip())
+    det = detector.detect(np.full((100, 100, 3), 128, np.uint8))
+    assert len(det) == 0
+    assert det.landmarks is not None and det.landmarks.shape == (0, 5, 2)
+
+
+def test_yunet_upscale_rule() -> None:
+    detector = YuNetDetector(model_path=_yunet_or_skip(), upscale=2.0, min_side=640)
+    assert detector._scale_for(200, 100) == 2.0
+    assert detector._scale_for(500, 300) == pytest.approx(640 / 500)
+    assert detector._scale_for(800, 600) == 1.0
+    assert YuNetDetector(model_path=YUNET, upscale=1.0)._scale_for(100, 100) == 1.0
+
+
+def test_gray_input_is_accepted() -> None:
+    detector = YuNetDetector(model_path=_yunet_or_skip())
+    assert len(detector.detect(np.zeros((60, 80), np.uint8))) == 0
+    with pytest.raises(ValueError, match="image must be"):
+        detector.detect(np.zeros((4, 4, 2), np.uint8))
+
+
+@pytest.mark.integration
+def test_yunet_finds_the_faces_of_a_crowd_photo(data_dir: Path) -> None:
+    _yunet_or_skip()
+    path = data_dir / "facemask-voc" / "images" / "maksssksksss0.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (set MASKOPS_DATA_DIR to the shared datasets)")
+    image = read_bgr(path)
+    det = create_detector("yunet").detect(image)
+    assert len(det) >= 2
+    h, w = image.shape[:2]
+    assert np.all(det.xyxy[:, [0, 2]] <= w) and np.all(det.xyxy[:, [1, 3]] <= h) and np.all(det.xyxy >= 0)
+    assert np.all(det.class_id == -1)
+    assert det.landmarks is not None and det.landmarks.shape == (len(det), 5, 2)
+    assert det.face_score is not None and np.allclose(det.face_score, det.confidence)
+    assert np.all(det.face_score >= 0.6)
