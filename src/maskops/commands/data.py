@@ -99,7 +99,8 @@ def _print_validation(report: ValidationReport) -> None:
         rules.add_column(col, overflow="fold")
     by_rule: dict[str, list[str]] = {}
     for issue in report.issues:
-        by_rule.setdefault(issue.rule, []).append(f"{Path(issue.path).name}: {issue.detail}")
+        rel = issue.path.removeprefix(report.root + "/")
+        by_rule.setdefault(issue.rule, []).append(f"{rel}: {issue.detail.replace(report.root + '/', '')}")
     for rule, n in report.rule_counts.items():
         blocking = "[red]yes[/]" if rule in report.blocking_rules else "no"
         rules.add_row(rule, str(n), blocking, "\n".join(by_rule[rule][:_EXAMPLES]))
