@@ -12,11 +12,14 @@ import typer
 from maskops import __version__
 from maskops.commands import classify as classify_cmd
 from maskops.commands import data as data_cmd
+from maskops.commands import detect as detect_cmd
 from maskops.commands import evaluate as evaluate_cmd
 from maskops.commands import export as export_cmd
+from maskops.commands import keys as keys_cmd
 from maskops.commands import models as models_cmd
 from maskops.commands import serve as serve_cmd
 from maskops.commands import train as train_cmd
+from maskops.commands import watch as watch_cmd
 from maskops.logs import setup_logging
 
 app = typer.Typer(
@@ -27,11 +30,14 @@ app = typer.Typer(
 )
 app.add_typer(data_cmd.app, name="data", help="Validate raw datasets and prepare versioned manifests.")
 serve_cmd.register(app)
+app.add_typer(keys_cmd.app, name="keys", help="Create, list and revoke API keys of the service.")
 train_cmd.register(app)
 export_cmd.register(app)
 classify_cmd.register(app)
 models_cmd.register(app)
 evaluate_cmd.register(app)
+detect_cmd.register(app)
+watch_cmd.register(app)
 
 
 def _version(value: bool) -> None:

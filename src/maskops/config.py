@@ -88,6 +88,11 @@ class CropConfig(BaseModel):
     min_size: int = Field(
         default=8, ge=1, description="boxes smaller than this (px, shorter side) are dropped"
     )
+    min_size_splits: list[str] = Field(
+        default_factory=lambda: ["train", "val"],
+        description="splits the min_size filter applies to; boxes of a fixed test split are all kept so "
+        "reported figures cover every annotated face",
+    )
 
 
 class TrainConfig(BaseModel):
@@ -100,6 +105,8 @@ class TrainConfig(BaseModel):
     epochs: int = Field(default=12, ge=1)
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=1e-3, gt=0)
+    schedule: Literal["cosine", "onecycle"] = "cosine"
+    warmup_epochs: float = Field(default=1.0, ge=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     patience: int = Field(default=4, ge=1)
     seed: int = 0
@@ -107,6 +114,11 @@ class TrainConfig(BaseModel):
     class_weighting: Literal["none", "sqrt_inverse", "inverse"] = "sqrt_inverse"
     balanced_sampling: bool = True
     label_smoothing: float = Field(default=0.05, ge=0, lt=1)
+    decision_bias: bool = Field(
+        default=False,
+        description="fit a per-class logit bias on validation that maximises macro-F1 and bake it into "
+        "the final layer (helps a rare class); recorded in the card",
+    )
     augment: dict[str, Any] = Field(default_factory=dict)
 
 

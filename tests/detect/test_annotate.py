@@ -27,3 +27,13 @@ def test_no_detections_returns_equal_copy() -> None:
     scene = np.full((50, 60, 3), 7, np.uint8)
     out = BoxAnnotator(["a", "b"]).annotate(scene, Detections.empty())
     assert out is not scene and np.array_equal(out, scene)
+
+
+def test_overlay_text_is_written_on_a_dark_band_in_place() -> None:
+    scene = np.full((200, 400, 3), 120, np.uint8)
+    out = BoxAnnotator(["with_mask"]).overlay_text(scene, ["30.0 FPS  frame 12", "ms: detect 8.1"])
+    assert out is scene
+    band = scene[:48]
+    assert scene[2, 2].tolist() == [48, 48, 48]  # darkened behind the text
+    assert (band > 200).any()  # white text on it
+    assert (scene[48:] == 120).all()  # nothing below the band

@@ -104,3 +104,15 @@ def test_bad_config_is_refused(kwargs: dict) -> None:
 def test_probs_shape_is_checked() -> None:
     with pytest.raises(ValueError, match="probs must have shape"):
         FaceTracker(num_classes=3).update(frame([[0, 0, 4, 4]], [0]), probs=np.ones((1, 2)))
+
+
+def test_wrong_first_label_with_soft_probabilities_does_not_settle_the_track() -> None:
+    """The first frame must not outweigh the next ones: votes start as a plain mean."""
+    tracker = FaceTracker(num_classes=3)
+    events = []
+    for t in range(30):
+        wrong = t % 3 == 0  # the very first frame is one of the wrong ones
+        probs = np.asarray([[0.9, 0.08, 0.02] if wrong else [0.1, 0.85, 0.05]], np.float32)
+        _, ev = tracker.update(frame([[50 + 2 * t, 50, 90 + 2 * t, 90]], [-1]), probs)
+        events += ev
+    assert [(e.class_id, e.previous) for e in events] == [(1, -1)]

@@ -61,3 +61,29 @@ def test_fit_temperature_edge_cases() -> None:
         fit_temperature(np.zeros((2, 3)), [0, 5])
     with pytest.raises(ValueError, match="rows"):
         fit_temperature(np.zeros((2, 3)), [0])
+
+
+def test_class_bias_rescues_a_rare_class() -> None:
+    from maskops.evaluate.calibration import fit_class_bias
+    from maskops.evaluate.metrics import macro_f1
+
+    rng = np.random.default_rng(0)
+    # class 2 is rare and its logits are systematically 1.0 too low
+    y = np.array([0] * 200 + [1] * 100 + [2] * 12)
+    z = rng.normal(0, 0.6, size=(len(y), 3))
+    z[np.arange(len(y)), y] += 1.5
+    z[:, 2] -= 1.0
+    before = macro_f1(y, z.argmax(1), 3)
+    bias = fit_class_bias(z, y)
+    assert bias[0] == 0.0 and bias[2] > 0.3
+    assert macro_f1(y, (z + bias).argmax(1), 3) > before + 0.02
+
+
+def test_class_bias_stays_zero_when_argmax_is_already_best() -> None:
+    from maskops.evaluate.calibration import fit_class_bias
+
+    y = np.array([0, 1, 2, 0, 1, 2])
+    z = np.eye(3)[y] * 5.0
+    np.testing.assert_array_equal(fit_class_bias(z, y), np.zeros(3))
+    with pytest.raises(ValueError, match="labels"):
+        fit_class_bias(z, y[:3])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from maskops.data.manifest import ManifestRow, write_manifest
 from maskops.evaluate import run as run_mod
 from maskops.evaluate.run import EvaluationError, box_wh, evaluate_classifier
 from maskops.types import MaskClass, ModelSpec
@@ -83,12 +84,16 @@ def _dataset(root: Path, n_per_split: int = 60) -> list[Row]:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, list[Row]]:
+def setup(tmp_path: Path) -> tuple[Path, Path, list[Row]]:
     rows = _dataset(tmp_path / "crops")
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("stand-in; rows come from the patched reader\n")
-    # the manifest reader belongs to the data stage; the test feeds rows directly
-    monkeypatch.setattr(run_mod, "_read_manifest", lambda path: rows)
+    write_manifest(
+        [
+            ManifestRow(r.path, f"sha{i}", r.label, r.split, f"g{i}", "toy", "", r.box)
+            for i, r in enumerate(rows)
+        ],
+        manifest,
+    )
     model = _tiny_onnx(tmp_path / "tiny.onnx", temperature=2.0)
     return model, manifest, rows
 
@@ -138,8 +143,16 @@ def test_evaluate_classifier_errors(setup, tmp_path: Path) -> None:  # type: ign
     with pytest.raises(FileNotFoundError, match="manifest not found"):
         evaluate_classifier(model, tmp_path / "nope.csv", task="facemask")
     rows.append(Row(rows[0].path, "hat", "test", ""))
+    bad = tmp_path / "bad_label.csv"
+    write_manifest(
+        [
+            ManifestRow(r.path, f"s{i}", r.label, r.split, f"g{i}", "toy", "", r.box)
+            for i, r in enumerate(rows)
+        ],
+        bad,
+    )
     with pytest.raises(EvaluationError, match=r"\['hat'\].*with_mask"):
-        evaluate_classifier(model, manifest, task="facemask")
+        evaluate_classifier(model, bad, task="facemask")
 
 
 def test_box_wh() -> None:
@@ -167,9 +180,9 @@ def test_cli_evaluate(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped
     result = runner.invoke(app, [*args, "--out", str(out), "--min-macro-f1", "0.999"])
     assert result.exit_code == 1
 
-    result = runner.invoke(app, [*args, "--detection"])
+    result = runner.invoke(app, [*args, "--detection", "--split", "nope", "--oracle-labels"])
     assert result.exit_code == 2
-    assert "not available yet" in result.output
+    assert "no split 'nope'" in result.output or "not found" in result.output
 
     result = runner.invoke(app, [*args, "--split", "nope"])
     assert result.exit_code == 2

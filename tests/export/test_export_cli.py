@@ -38,7 +38,7 @@ def fake_training(monkeypatch, tmp_path, tiny_model, spec):
         path.parent.mkdir(exist_ok=True)
         cv2.imwrite(str(path), rng.integers(0, 256, size=(20 + i, 25, 3), dtype=np.uint8))
         rows.append(Row(str(path), spec.class_names[i % 3], "val" if i < 24 else "train"))
-    monkeypatch.setattr(export_cmd, "_manifest_rows", lambda manifest: rows)
+    monkeypatch.setattr("maskops.data.manifest.read_manifest", lambda manifest: rows)
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes(b"not used by the fake loader")
     return checkpoint, tmp_path / "manifest.csv"

@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from maskops.export.onnx import ParityError, check_parity, export_onnx, git_commit
+from maskops.export.onnx import ParityError, check_parity, export_onnx
+from maskops.provenance import git_commit
 from maskops.types import ModelSpec
 
 

@@ -41,7 +41,7 @@ def test_classify_table_and_unreadable_image(linear_model, tmp_path) -> None:
     )
     assert result.exit_code == 1
     assert "with_mask" in result.output  # the readable image is still classified
-    assert "broken.jpg: not a decodable image" in result.output
+    assert "broken.jpg: not an image" in result.output
     assert "missing.png" in result.output
 
 

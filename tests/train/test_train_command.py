@@ -51,6 +51,11 @@ def test_train_command_layers_config_and_writes_run(
     assert saved["train"]["batch_size"] == 4  # from the flag
     assert saved["train"]["input_size"] == 16  # from the task
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    # the release step: ONNX + parity, int8, registry version, promotion gate
+    assert (out / "model.onnx").is_file() and (out / "model_int8.onnx").is_file()
+    assert "parity on 11 val images" in result.output
+    assert "registered     toy version" in result.output
+    assert "promotion      promoted to champion" in result.output or "not promoted" in result.output
 
 
 def test_train_command_errors(tmp_path: Path, toy_manifest: Path) -> None:

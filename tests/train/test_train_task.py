@@ -196,3 +196,29 @@ def test_bad_inputs_give_clear_errors(
     not_ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"x\.pt"):
         load_model(not_ckpt)
+
+
+def test_decision_bias_is_baked_into_the_model(
+    tmp_path: Path, toy_task: TaskConfig, toy_cfg: TrainConfig, toy_manifest: Path, uri: str
+) -> None:
+    from maskops.train.checkpoint import load_model
+
+    cfg = toy_cfg.model_copy(update={"decision_bias": True, "epochs": 1})
+    seen: dict[str, Any] = {}
+
+    def on_finish(result: TrainResult, model: torch.nn.Module) -> None:
+        seen["model"] = model
+
+    result = _train(toy_task, cfg, toy_manifest, tmp_path / "run", uri, on_finish=on_finish)
+    bias = result.spec.extra["decision_bias"]
+    assert len(bias) == 3 and bias[0] == 0.0
+    # the reported val logits are what the handed-over model (and best.pt) now computes
+    model, spec = load_model(result.best_checkpoint)
+    assert spec.extra["decision_bias"] == bias
+    for m in (model, seen["model"]):
+        head = [x for x in m.modules() if isinstance(x, torch.nn.Linear)][-1]
+        assert head.bias is not None
+    assert torch.equal(
+        [x for x in model.modules() if isinstance(x, torch.nn.Linear)][-1].bias,
+        [x for x in seen["model"].modules() if isinstance(x, torch.nn.Linear)][-1].bias,
+    )

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from maskops.commands.export import read_bgr
+        from maskops.data.images import read_bgr
         from maskops.inference.classifier import ModelLoadError, OnnxClassifier
 
         err = Console(stderr=True)

@@ -15,7 +15,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def evaluate(
         task: str = typer.Option(..., "--task", help="Task name (configs/tasks/<task>.yaml)."),
-        model: Path = typer.Option(..., "--model", help="The .onnx file; its model card (.json) beside it."),
+        model: Path = typer.Option(
+            None,
+            "--model",
+            help="The .onnx file; its model card (.json) beside it (--detection: default models/<task>.onnx).",
+        ),
         split: str = typer.Option("test", "--split", help="Manifest split to evaluate."),
         manifest: Path = typer.Option(
             None, "--manifest", help="Manifest CSV (default: <work_dir>/prepared/<task>/manifest.csv)."
@@ -33,6 +37,25 @@ def register(app: typer.Typer) -> None:
         detection: bool = typer.Option(
             False, "--detection", help="Evaluate the detection pipeline (mAP) instead of the classifier."
         ),
+        detector: str = typer.Option(
+            None, "--detector", help="--detection: face detector name (default: the evaluation default)."
+        ),
+        scoring: str = typer.Option(
+            "face_x_class", "--scoring", help="--detection: ranking score (face_x_class, class, face, sqrt)."
+        ),
+        multi_label: bool = typer.Option(
+            False, "--multi-label", help="--detection: score every face once per class (YOLO-style)."
+        ),
+        face_score: float = typer.Option(
+            0.05, "--face-score", help="--detection: detector score threshold (AP wants it low)."
+        ),
+        oracle: bool = typer.Option(
+            False, "--oracle-labels", help="--detection: label faces from the ground truth (detector only)."
+        ),
+        limit: int = typer.Option(None, "--limit", min=1, help="--detection: first N images only."),
+        min_map: float = typer.Option(
+            None, "--min-map", help="--detection: exit with code 1 when mAP@0.5 is below this value."
+        ),
     ) -> None:
         """Evaluate a classifier: metrics, calibration, slices, plots (report.md, report.json, PNGs)."""
         from rich.console import Console
@@ -42,7 +65,22 @@ def register(app: typer.Typer) -> None:
 
         err = Console(stderr=True, soft_wrap=True)
         if detection:
-            err.print("[red]error:[/] detection evaluation (--detection) is not available yet")
+            _evaluate_detection(
+                task,
+                model=model,
+                split=split,
+                out=out,
+                detector=detector,
+                scoring=scoring,
+                multi_label=multi_label,
+                face_score=face_score,
+                oracle=oracle,
+                limit=limit,
+                min_map=min_map,
+            )
+            return
+        if model is None:
+            err.print("[red]error:[/] --model is required (the classifier .onnx to evaluate)")
             raise typer.Exit(code=2)
         settings = Settings()
         manifest = manifest or settings.prepared_dir(task) / "manifest.csv"
@@ -66,6 +104,64 @@ def register(app: typer.Typer) -> None:
         if min_macro_f1 is not None and macro_f1 < min_macro_f1:
             err.print(f"[red]macro-F1 {macro_f1:.4f} is below --min-macro-f1 {min_macro_f1:.4f}[/]")
             raise typer.Exit(code=1)
+
+
+def _evaluate_detection(
+    task: str,
+    *,
+    model: Path | None,
+    split: str,
+    out: Path | None,
+    detector: str | None,
+    scoring: str,
+    multi_label: bool,
+    face_score: float,
+    oracle: bool,
+    limit: int | None,
+    min_map: float | None,
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from maskops.config import Settings
+    from maskops.evaluate.detection_run import DEFAULT_DETECTOR, evaluate_task_detection
+
+    err = Console(stderr=True, soft_wrap=True)
+    detector = detector or DEFAULT_DETECTOR
+    name = "oracle" if oracle else (model.stem if model else task)
+    out = out or Settings().work_dir / "reports" / task / f"detection-{detector}-{name}-{split}"
+    try:
+        run = evaluate_task_detection(
+            task,
+            model_path=model,
+            detector=detector,
+            split=split,
+            out_dir=out,
+            scoring=scoring,
+            multi_label=multi_label,
+            face_score=face_score,
+            oracle=oracle,
+            limit=limit,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        # DetectionDataError, DetectorError and ModelLoadError are ValueErrors naming the file and field
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2) from exc
+    ev = run.evaluation
+    table = Table(title=f"{task} / {split} detection ({ev.num_images} images, detector {detector})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("mAP@0.5", f"{ev.map50:.4f}")
+    table.add_row("mAP@0.5:0.95", f"{ev.map50_95:.4f}")
+    for c, cname in enumerate(ev.class_names):
+        table.add_row(f"AP@0.5 {cname}", f"{ev.ap50[c]:.4f} (n={int(ev.gt_counts[c])})")
+    table.add_row("face recall (IoU 0.5)", f"{run.face_recall['all']['recall']:.4f}")
+    table.add_row("ms / image (detect + classify)", f"{run.ms_per_image:.1f}")
+    Console().print(table)
+    Console().print(f"report: {out / 'report.md'}")
+    if min_map is not None and ev.map50 < min_map:
+        err.print(f"[red]mAP@0.5 {ev.map50:.4f} is below --min-map {min_map:.4f}[/]")
+        raise typer.Exit(code=1)
 
 
 def _print_summary(run: EvaluationRun, out: Path) -> None:

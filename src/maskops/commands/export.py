@@ -16,56 +16,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def read_bgr(path: str | Path) -> np.ndarray:
-    """Decode an image file to uint8 BGR; ValueError naming the file when it cannot be read."""
-    import cv2
-    import numpy as np
-
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read image: {exc}") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None or image.size == 0:
-        raise ValueError(f"{path}: not a decodable image")
-    return image
-
-
-def _manifest_rows(manifest: Path) -> list[Any]:
-    from maskops.data.manifest import read_manifest
-
-    return list(read_manifest(manifest))
-
-
 def validation_sample(
     manifest: Path, class_names: Sequence[str], n: int | None, *, seed: int = 0
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Up to ``n`` images of the manifest's ``val`` split (all when ``n`` is None), with class ids.
+    """Up to ``n`` images of the manifest's ``val`` split, drawn per class in turn."""
+    from maskops.data.samples import split_sample
 
-    The sample is drawn per class in turn (round robin over a seeded shuffle), so rare classes are
-    represented even in a small sample.
-
-    Raises:
-        ValueError: no ``val`` rows, or labels that are not among ``class_names``.
-    """
-    import numpy as np
-
-    rows = [r for r in _manifest_rows(manifest) if r.split == "val"]
-    if not rows:
-        raise ValueError(f"{manifest}: no rows in the 'val' split")
-    index = {c: i for i, c in enumerate(class_names)}
-    unknown = sorted({r.label for r in rows} - set(index))
-    if unknown:
-        raise ValueError(f"{manifest}: labels {unknown} are not classes of the model {list(class_names)}")
-    rng = np.random.default_rng(seed)
-    per_class = {c: [rows[i] for i in rng.permutation(len(rows)) if rows[i].label == c] for c in class_names}
-    chosen: list[Any] = []
-    limit = len(rows) if n is None else min(n, len(rows))
-    while len(chosen) < limit:
-        for c in class_names:
-            if per_class[c] and len(chosen) < limit:
-                chosen.append(per_class[c].pop())
-    return [read_bgr(r.path) for r in chosen], np.array([index[r.label] for r in chosen], np.int64)
+    return split_sample(manifest, class_names, "val", n, seed=seed)
 
 
 def register(app: typer.Typer) -> None:

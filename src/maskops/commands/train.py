@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -22,11 +23,21 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (default: latest)."),
         out: Path = typer.Option(None, "--out", help="Run folder (default: <work>/runs/<task>/<time>)."),
         manifest: Path = typer.Option(None, "--manifest", help="Manifest CSV (default: the prepared one)."),
+        release: bool = typer.Option(
+            True, "--release/--no-release", help="Export ONNX, check parity, register and promote."
+        ),
+        int8: bool = typer.Option(True, "--int8/--fp32", help="Ship the int8-quantized model."),
+        promote: bool = typer.Option(True, "--promote/--no-promote", help="Run the promotion gate."),
+        ship: bool = typer.Option(False, "--ship", help="Copy the shipped model to models/<task>.onnx."),
     ) -> None:
         """Train, evaluate on val/test, calibrate and track a classifier."""
         from maskops.config import Settings, load_task
+        from maskops.detect.pipeline import DEFAULT_THRESHOLDS
         from maskops.train.api import default_run_dir, latest_run_dir, resolve_config, train_task
+        from maskops.train.data import default_manifest_path
         from maskops.train.loop import TrainingInterrupted
+        from maskops.train.release import ReleaseResult
+        from maskops.train.release import release as release_model
 
         settings = Settings()
         try:
@@ -47,7 +58,31 @@ def register(app: typer.Typer) -> None:
                 if out is None:
                     raise ValueError(f"--resume: no run of {task_cfg.name!r} to resume; pass --out")
             run_dir = out or default_run_dir(settings, task_cfg.name)
-            result = train_task(task_cfg, cfg, settings, out_dir=run_dir, manifest=manifest, resume=resume)
+            released: list[ReleaseResult] = []
+            manifest_path = manifest or default_manifest_path(settings.prepared_dir(task_cfg.name))
+
+            def on_finish(res: Any, model: Any) -> None:
+                released.append(
+                    release_model(
+                        res,
+                        model,
+                        manifest=manifest_path,
+                        int8=int8,
+                        promote=promote,
+                        ship_dir=settings.models_dir if ship else None,
+                        thresholds=dict(DEFAULT_THRESHOLDS) if task_cfg.kind == "detection" else None,
+                    )
+                )
+
+            result = train_task(
+                task_cfg,
+                cfg,
+                settings,
+                out_dir=run_dir,
+                manifest=manifest,
+                resume=resume,
+                on_finish=on_finish if release else None,
+            )
         except TrainingInterrupted as exc:
             typer.echo(f"interrupted: {exc}", err=True)
             raise typer.Exit(130) from None
@@ -66,3 +101,23 @@ def register(app: typer.Typer) -> None:
                 f"  {name:<24} recall {pc['recall']:.4f}  precision {pc['precision']:.4f}  n={pc['support']}"
             )
         typer.echo(f"time           {result.seconds:.0f} s")
+        for rel in released:
+            typer.echo(
+                f"onnx           {rel.fp32_path} (parity on {rel.parity['n']} val images: "
+                f"max |diff| {rel.parity['max_abs_diff']:.1e})"
+            )
+            if rel.quantization:
+                q = rel.quantization["test"]
+                typer.echo(
+                    f"int8           {rel.shipped_path}: test accuracy {q['fp32_accuracy']:.4f} -> "
+                    f"{q['int8_accuracy']:.4f} ({q['accuracy_change']:+.4f})"
+                )
+            sm = rel.shipped_metrics["test"]
+            typer.echo(f"shipped model  test accuracy {sm['accuracy']:.4f}  macro-F1 {sm['macro_f1']:.4f}")
+            if rel.version is not None:
+                typer.echo(f"registered     {result.spec.task} version {rel.version}")
+            if rel.promotion is not None:
+                verdict = "promoted to champion" if rel.promotion["promoted"] else "not promoted"
+                typer.echo(f"promotion      {verdict}: {'; '.join(rel.promotion['reasons'])}")
+            if rel.copied_to is not None:
+                typer.echo(f"shipped to     {rel.copied_to}")

@@ -401,7 +401,8 @@ def _voc_boxes(
                 excluded, item.path, src.name, "zero_area_box", f"box #{k} has no area in the image", box=box
             )
             continue
-        if min(x2 - x1, y2 - y1) < task.crops.min_size:
+        filtered = item.fixed is None or item.fixed in task.crops.min_size_splits
+        if filtered and min(x2 - x1, y2 - y1) < task.crops.min_size:
             _exclude(
                 excluded,
                 item.path,

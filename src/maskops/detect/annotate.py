@@ -76,10 +76,19 @@ class BoxAnnotator:
         return out
 
     def overlay_text(self, scene: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-        """Write status lines (FPS, per-stage timings) in the top-left corner, in place."""
+        """Write status lines (FPS, per-stage timings) in the top-left corner on a darkened band, in place.
+
+        A band rather than a thick black outline under thin white text: on OpenCV 5 the advance of a
+        glyph grows with the stroke thickness, so the outline and the text drift apart.
+        """
+        if not lines:
+            return scene
+        font, scale, step = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 20
+        width = max(cv2.getTextSize(line, font, scale, 1)[0][0] for line in lines) + 14
+        band = scene[: min(scene.shape[0], step * len(lines) + 8), : min(scene.shape[1], width)]
+        band[:] = (band.astype(np.uint16) * 2 // 5).astype(np.uint8)
         y = 18
         for line in lines:
-            cv2.putText(scene, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(scene, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-            y += 20
+            cv2.putText(scene, line, (7, y), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+            y += step
         return scene

@@ -230,3 +230,10 @@ class HaarDetector(FaceDetector):
             class_id=np.full(len(b), -1, np.int64),
             face_score=score,
         )
+
+
+# Detector variants defined in their own modules register themselves when imported; import them here so
+# ``create_detector`` knows every name (they import this module, which is complete by this point).
+from maskops.detect import boxcal as _boxcal  # noqa: E402, F401
+from maskops.detect import multiscale as _multiscale  # noqa: E402, F401
+from maskops.detect import refine as _refine  # noqa: E402, F401

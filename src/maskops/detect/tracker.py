@@ -61,6 +61,7 @@ class Track:
     probs: np.ndarray
     face_score: float
     hits: int = 1
+    votes: int = 1  # matched frames that carried class evidence (uncertain faces carry none)
     age: int = 0  # frames since the last match
     settled: int = -1  # the reported class; -1 until confirmed
     pending: int = -1
@@ -131,7 +132,10 @@ class FaceTracker:
         for i in unmatched_tracks:
             self.tracks[i].age += 1
         for d in np.flatnonzero(~matched_det & high):
-            self.tracks.append(Track(self._next_id, dets.xyxy[d].copy(), probs[d].copy(), float(scores[d])))
+            votes = int(probs[d].sum() > 0)
+            self.tracks.append(
+                Track(self._next_id, dets.xyxy[d].copy(), probs[d].copy(), float(scores[d]), votes=votes)
+            )
             self._next_id += 1
         self.tracks = [t for t in self.tracks if t.age <= cfg.max_age]
 
@@ -167,9 +171,12 @@ class FaceTracker:
             iou[:, di] = -1
 
     def _absorb(self, track: Track, box: np.ndarray, probs: np.ndarray, score: float) -> None:
-        a = self.config.ema
         track.box = box.copy()
         if probs.sum() > 0:  # an uncertain face carries no class evidence
+            # a plain mean over the first 1/ema votes, the moving average after: otherwise the first
+            # frame outweighs the next ones and a wrong first label settles the track
+            track.votes += 1
+            a = max(self.config.ema, 1.0 / track.votes)
             track.probs = (1 - a) * track.probs + a * probs
         track.face_score = score
         track.hits += 1

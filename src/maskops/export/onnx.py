@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import subprocess
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maskops.inference.preprocess import preprocess
+from maskops.provenance import git_commit
 from maskops.types import ModelSpec
 
 if TYPE_CHECKING:
@@ -67,28 +67,6 @@ class ParityResult:
             "passed": self.passed,
             "atol": self.atol,
         }
-
-
-def git_commit(cwd: str | Path | None = None) -> str:
-    """The current git commit of the source tree (``git rev-parse HEAD``), ``""`` outside a repo.
-
-    Args:
-        cwd: directory to ask; defaults to this package's own directory, so an editable install
-            reports the project's commit and an installed wheel reports ``""``.
-    """
-    where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

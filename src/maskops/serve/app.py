@@ -1,29 +1,92 @@
-"""FastAPI app factory: builds the app, mounts routers and the static web app."""
+"""FastAPI app factory: settings, models loaded in ``lifespan``, routers, middleware, the web app."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import cv2
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from maskops import __version__
 from maskops.config import Settings
-from maskops.serve.routes import health
+from maskops.serve.errors import install_error_handlers
+from maskops.serve.keys import KeyStore
+from maskops.serve.metrics import ServiceMetrics
+from maskops.serve.middleware import RequestContextMiddleware
+from maskops.serve.ratelimit import RateLimiter
+from maskops.serve.routes import classify, compat, detect, health, models, monitoring, pages, stream
+from maskops.serve.routes.pages import STATIC_DIR
+from maskops.serve.service import MaskService
+from maskops.serve.settings import ServeSettings
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Face-mask detection: every face in an image with its mask status
+(`with_mask`, `without_mask`, `mask_weared_incorrect`, or `uncertain`), plus whole-image
+classification for classification tasks.
+
+Errors always read `{"error": {"code", "message", "details", "request_id"}}`; every response
+carries `X-Request-ID`. With `MASKOPS_AUTH=true`, send an API key as `X-API-Key` or
+`Authorization: Bearer` (create one with `maskops keys create`)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    app = FastAPI(title="maskops", version=__version__, description="Face-mask detection API.")
-    app.state.settings = settings
-    app.include_router(health.router)
+    """Build the app. Models load at startup; a missing model never stops the app from starting
+    (``/ready`` says what is missing and the inference routes answer 503)."""
+    s = ServeSettings.from_settings(settings)
+    metrics = ServiceMetrics()
+    service = MaskService(s, metrics)
+    keys = KeyStore(s.keys_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        previous_threads = cv2.getNumThreads()
+        if s.opencv_threads is not None:
+            cv2.setNumThreads(s.opencv_threads)
+        models_set = await asyncio.to_thread(service.load)
+        if s.warm_up:
+            await asyncio.to_thread(service.warm_up)
+        if models_set.face_problem():
+            logger.warning("not ready: %s", models_set.face_problem())
+        logger.info(
+            "serving %s with %d worker(s); auth %s",
+            ", ".join(f"{m.name}@{m.version}" for m in models_set.models.values()) or "no models",
+            s.workers,
+            "on" if s.auth else "off",
+        )
+        try:
+            yield
+        finally:
+            service.close()
+            keys.close()
+            if s.opencv_threads is not None:
+                cv2.setNumThreads(previous_threads)
+
+    app = FastAPI(title="maskops", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = s
+    app.state.metrics = metrics
+    app.state.service = service
+    app.state.keys = keys
+    app.state.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
+
+    install_error_handlers(app)
+    for r in (health, detect, classify, models, monitoring, stream, compat, pages):
+        app.include_router(r.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
-
+    if s.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=s.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    # outermost: request id and size limit apply to everything, CORS preflights included
+    app.add_middleware(RequestContextMiddleware, max_body=s.max_request_bytes, metrics=metrics)
     return app

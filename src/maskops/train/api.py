@@ -93,6 +93,20 @@ def _plots(out_dir: Path, spec: ModelSpec, result: TrainResult) -> list[Path]:
     return paths
 
 
+def _bake_logit_bias(model: Any, delta: np.ndarray) -> None:
+    """Add ``delta`` to the bias of the model's last ``nn.Linear`` (the classifier head)."""
+    import torch
+
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not heads or heads[-1].out_features != len(delta):
+        raise ValueError(f"no final nn.Linear with {len(delta)} outputs to carry the decision bias")
+    head = heads[-1]
+    with torch.no_grad():
+        if head.bias is None:
+            head.bias = torch.nn.Parameter(torch.zeros(head.out_features))
+        head.bias += torch.as_tensor(delta, dtype=head.bias.dtype)
+
+
 def train_task(
     task: TaskConfig,
     cfg: TrainConfig,
@@ -138,8 +152,8 @@ def train_task(
     if cfg.model not in list_models():
         raise UnknownModelError(f"unknown model {cfg.model!r}; valid models: {', '.join(list_models())}")
     augment_cfg = AugmentConfig.from_dict(cfg.augment)
-    schedule = getattr(cfg, "schedule", "cosine")
-    warmup_epochs = float(getattr(cfg, "warmup_epochs", 1.0))
+    schedule = cfg.schedule
+    warmup_epochs = float(cfg.warmup_epochs)
 
     from maskops.train.data import default_manifest_path, read_rows, rows_hash, split_rows
 
@@ -154,12 +168,13 @@ def train_task(
     import torch
 
     from maskops.data.dataset import ImageDataset
-    from maskops.evaluate.calibration import fit_temperature
+    from maskops.evaluate.calibration import fit_class_bias, fit_temperature
     from maskops.evaluate.metrics import classification_metrics, json_safe
     from maskops.models import create_model
+    from maskops.provenance import git_commit
     from maskops.train.checkpoint import load_checkpoint, save_checkpoint
     from maskops.train.loop import TrainingInterrupted, fit, predict_logits, seed_everything
-    from maskops.train.tracking import Tracker, git_commit
+    from maskops.train.tracking import Tracker
 
     commit = git_commit()
     spec = ModelSpec(
@@ -244,6 +259,14 @@ def train_task(
         val_logits = predict_logits(model, val_ds, bs)
         test_logits = predict_logits(model, test_ds, bs)
         temperature = fit_temperature(val_logits, val_ds.labels)
+        if cfg.decision_bias:
+            bias = fit_class_bias(val_logits, val_ds.labels, temperature)
+            delta = (bias * temperature).astype(np.float32)  # in raw-logit units
+            _bake_logit_bias(model, delta)
+            val_logits = val_logits + delta
+            test_logits = test_logits + delta
+            spec.extra["decision_bias"] = [round(float(b), 4) for b in bias]
+            logger.info("decision bias fitted on val (after T): %s", np.round(bias, 3).tolist())
         uncal = classification_metrics(val_ds.labels, _softmax(val_logits, 1.0), task.classes)
         val_metrics = json_safe(
             classification_metrics(val_ds.labels, _softmax(val_logits, temperature), task.classes)
@@ -254,8 +277,10 @@ def train_task(
         )
         spec.temperature = float(temperature)
         spec.metrics = {"val": val_metrics, "test": test_metrics}
-        spec.extra = {"best_epoch": fitted.best_epoch, "epochs": fitted.epochs_run}
+        spec.extra = {**spec.extra, "best_epoch": fitted.best_epoch, "epochs": fitted.epochs_run}
         state["spec"] = spec.to_dict()
+        if cfg.decision_bias:
+            state["model_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         save_checkpoint(fitted.best_path, state)
 
         result = TrainResult(

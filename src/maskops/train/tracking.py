@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,26 +41,6 @@ def artifact_location(uri: str, experiment: str) -> str | None:
         root = db.resolve().parent if db.name not in ("", ":memory:") else Path.cwd()
         return (root / ARTIFACTS_DIRNAME / experiment).as_uri()
     return None
-
-
-def git_commit(repo: Path | None = None) -> str:
-    """The current git commit (with ``-dirty`` when tracked files changed), or "" outside a repo."""
-    cwd = repo or Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return head + ("-dirty" if dirty else "")
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -1,21 +1,60 @@
-"""Liveness."""
+"""Liveness (``/health``) and readiness (``/ready``)."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from maskops import __version__
+from maskops.serve.deps import KeysDep, ServiceDep, SettingsDep
+from maskops.serve.errors import ApiError, ErrorResponse
+from maskops.serve.schemas import Health, Ready
+from maskops.serve.service import ServiceUnavailable
 
 router = APIRouter(tags=["health"])
-
-
-class Health(BaseModel):
-    status: str
-    version: str
+logger = logging.getLogger(__name__)
 
 
 @router.get("/health", response_model=Health)
 def health() -> Health:
     """Liveness: the process is up and answering."""
     return Health(status="ok", version=__version__)
+
+
+@router.get(
+    "/ready",
+    response_model=Ready,
+    responses={
+        503: {"model": ErrorResponse, "description": "not ready; details.checks says what is missing"}
+    },
+)
+def ready(service: ServiceDep, settings: SettingsDep, keys: KeysDep) -> Ready:
+    """Readiness: the face-mask model and the face detector are loaded (and the key store opens)."""
+    checks: dict[str, str] = {}
+    problems: list[str] = []
+    try:
+        models = service.models
+        problem = models.face_problem()
+        checks["face_model"] = "ok" if models.face is not None else "missing"
+        checks["detector"] = "ok" if models.detector_error is None else "missing"
+        for name, reason in models.errors.items():
+            checks[f"model:{name}"] = "failed"
+            if name != models.face_model:
+                logger.debug("model %s unavailable: %s", name, reason)
+        if problem:
+            problems.append(problem)
+    except ServiceUnavailable as exc:
+        checks["models"] = "starting"
+        problems.append(exc.message)
+    if settings.auth:
+        try:
+            keys.ping()
+            checks["key_store"] = "ok"
+        except sqlite3.Error:
+            checks["key_store"] = "unreachable"
+            problems.append("the API key store cannot be read")
+    if problems:
+        raise ApiError(503, "not_ready", "; ".join(problems), {"checks": checks})
+    return Ready(status="ready", checks=checks)

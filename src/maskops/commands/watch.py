@@ -1,0 +1,142 @@
+"""``maskops watch SOURCE``: faces in a video file, webcam or stream, tracked, with mask events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from maskops.video.watch import WatchSummary
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def watch(
+        source: str = typer.Argument(..., help="Video file, webcam index (0) or rtsp:// / http:// URL."),
+        out: Path = typer.Option(None, "--out", help="Write the annotated video here (.mp4, .avi, ...)."),
+        events: Path = typer.Option(None, "--events", help="Append one JSON line per track event here."),
+        show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (q: quit)."),
+        evidence_dir: Path = typer.Option(
+            None, "--evidence-dir", help="Save a face crop (JPEG) per non-compliant event here."
+        ),
+        max_frames: int = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
+        model: Path = typer.Option(
+            None, "--model", help="Face-mask classifier .onnx (default: <models_dir>/facemask.onnx)."
+        ),
+        detector: str = typer.Option("yunet", "--detector", help="Face detector (yunet, haar, ...)."),
+        uncertain: bool = typer.Option(
+            True, "--uncertain/--no-uncertain", help="Hard faces are 'uncertain' and do not vote."
+        ),
+        threshold: float = typer.Option(
+            None, "--threshold", min=0.0, max=1.0, help="Minimum face-detector score (default: detector's)."
+        ),
+        min_confidence: float = typer.Option(
+            None, "--min-confidence", min=0.0, max=1.0, help="Below this class confidence: uncertain."
+        ),
+    ) -> None:
+        """Detect, classify and track faces frame by frame; one event per track class, not per frame."""
+        from contextlib import ExitStack
+
+        from rich.console import Console
+        from rich.markup import escape
+
+        from maskops.commands._facemask import fail, load_pipeline
+        from maskops.video.sinks import JsonlSink, VideoSink
+        from maskops.video.sources import SourceError, open_source
+        from maskops.video.watch import DisplayError, FaceWatcher, WatchConfig, Window
+
+        if out is not None and out.suffix.lower() not in VideoSink.CODECS:
+            raise fail(
+                f"--out {escape(str(out))}: use one of the suffixes {', '.join(sorted(VideoSink.CODECS))}"
+            )
+        pipeline, _ = load_pipeline(
+            model,
+            detector=detector,
+            threshold=threshold,
+            uncertain=uncertain,
+            min_confidence=min_confidence,
+            num_threads=None,
+        )
+        err = Console(stderr=True, soft_wrap=True, highlight=False)
+        with ExitStack() as stack:
+            try:
+                window = Window(f"maskops watch {source}") if show else None
+            except DisplayError as exc:
+                raise fail(f"--show: {escape(str(exc))}") from exc
+            if window is not None:
+                stack.callback(window.close)
+            try:
+                frames = open_source(source)
+            except SourceError as exc:
+                raise fail(escape(str(exc))) from exc
+            stack.callback(frames.close)
+            video = stack.enter_context(VideoSink(out, fps=frames.fps)) if out is not None else None
+            sink = stack.enter_context(JsonlSink(events)) if events is not None else None
+            if out is None and events is None and window is None:
+                err.print("[yellow]note:[/yellow] no --out, --events or --show: only the summary is printed")
+            total = getattr(frames, "frame_count", 0) or None
+            if max_frames is not None and total is not None:
+                total = min(total, max_frames)
+            if total is None:
+                err.print("live source: frames are dropped when the pipeline is slower; Ctrl-C stops")
+            watcher = FaceWatcher(
+                pipeline, config=WatchConfig(max_frames=max_frames, evidence_dir=evidence_dir)
+            )
+            with _Progress(total) as advance:
+                summary = watcher.run(
+                    frames, video=video, events=sink, window=window, source_name=source, on_frame=advance
+                )
+        Console().print(_table(summary, out, events, evidence_dir))
+
+
+class _Progress:
+    """A rich progress bar on stderr advanced once per frame (off when ``MASKOPS_NO_PROGRESS`` is set)."""
+
+    def __init__(self, total: int | None) -> None:
+        from maskops.data.progress import progress_enabled
+
+        self.total = total
+        self.enabled = progress_enabled()
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("[bold]watch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self._bar.__enter__()
+        task = self._bar.add_task("watch", total=self.total)
+        return lambda _frame: self._bar.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._bar.__exit__(None, None, None)
+
+
+def _table(s: WatchSummary, out: Path | None, events: Path | None, evidence: Path | None) -> Any:
+    from rich.table import Table
+
+    title = "maskops watch" + (" (interrupted)" if s.interrupted else "")
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("source", s.source)
+    table.add_row("frames", f"{s.frames} processed, {s.dropped} dropped")
+    table.add_row("speed", f"{s.fps:.1f} frames/s over {s.elapsed_s:.1f} s")
+    table.add_row("tracks", str(s.tracks))
+    per_class = ", ".join(f"{k} {v}" for k, v in sorted(s.events_per_class.items()))
+    table.add_row("events", f"{s.events}" + (f" ({per_class})" if per_class else ""))
+    table.add_row("median ms", "  ".join(f"{k} {v:.1f}" for k, v in s.median_ms.items()) or "-")
+    for name, path in (("video", out), ("events file", events), ("evidence", evidence)):
+        if path is not None:
+            table.add_row(name, str(path))
+    return table

@@ -1,0 +1,240 @@
+"""detect -> crop -> batch classify -> ``Detections``: the product's core job on one image.
+
+A face is labelled ``uncertain`` (class id -1) instead of guessed when it is too small, too blurred
+or too dark to judge, or when the classifier's calibrated confidence is below the card's
+threshold. The thresholds come from the model card (``ModelSpec.thresholds``) and can be
+overridden per call site; ``uncertain=False`` turns the rule off (every face gets its argmax).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from maskops.data.crops import expand_box
+from maskops.detect.detectors import FaceDetector, create_detector
+from maskops.inference.classifier import OnnxClassifier
+from maskops.types import Detections
+
+logger = logging.getLogger(__name__)
+
+UNCERTAIN = -1
+
+# used when the model card does not name a threshold
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "min_confidence": 0.5,  # calibrated top probability
+    "min_face_px": 12.0,  # shorter side of the face box, in image pixels
+    "min_sharpness": 15.0,  # variance of the Laplacian of the face crop resized to 64 px
+    "min_brightness": 35.0,  # mean gray level 0..255 of the face crop
+}
+
+
+@dataclass
+class PipelineConfig:
+    """How faces are cut and judged.
+
+    Attributes:
+        margin: context added around each face box per side (fraction of the box), as in training.
+        uncertain: label hard faces ``uncertain`` instead of guessing.
+        thresholds: overrides of the card's thresholds (``min_confidence``, ``min_face_px``,
+            ``min_sharpness``, ``min_brightness``).
+        batch_size: crops per classifier call.
+    """
+
+    margin: float = 0.15
+    uncertain: bool = True
+    thresholds: dict[str, float] = field(default_factory=dict)
+    batch_size: int = 64
+
+
+@dataclass
+class FaceResult:
+    """The faces of one image.
+
+    Attributes:
+        detections: boxes with ``class_id`` (-1 = uncertain), calibrated ``confidence`` (top
+            probability), ``face_score`` and landmarks when the detector gives them.
+        probs: (n, num_classes) calibrated class probabilities.
+        reasons: per face, why it is uncertain (``None`` when it is not).
+        timings_ms: wall time per stage (``detect``, ``classify``).
+        image_size: (width, height).
+    """
+
+    detections: Detections
+    probs: np.ndarray
+    reasons: list[str | None]
+    timings_ms: dict[str, float]
+    image_size: tuple[int, int]
+
+    def records(self, class_names: Sequence[str]) -> list[dict[str, Any]]:
+        """One JSON-ready dict per face: box, class, confidence, face score, probabilities, reason."""
+        out = []
+        for i, rec in enumerate(self.detections.to_records(list(class_names))):
+            rec["probabilities"] = {
+                c: round(float(p), 4) for c, p in zip(class_names, self.probs[i], strict=True)
+            }
+            if self.reasons[i]:
+                rec["uncertain_reason"] = self.reasons[i]
+            out.append(rec)
+        return out
+
+
+def face_quality(crop_bgr: np.ndarray) -> tuple[float, float]:
+    """(sharpness, brightness) of a face crop: Laplacian variance at 64 px, mean gray level."""
+    gray = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY) if crop_bgr.ndim == 3 else crop_bgr
+    if gray.size == 0:
+        return 0.0, 0.0
+    small = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(small, cv2.CV_64F).var()), float(gray.mean())
+
+
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """Gray, BGR or BGRA uint8 -> 3-channel BGR (alpha dropped)."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise ValueError(f"image must be HxW, HxWx1, HxWx3 or HxWx4 uint8, got shape {image.shape}")
+
+
+class FaceMaskPipeline:
+    """Find every face and say whether it wears a mask.
+
+    Args:
+        classifier: the face-crop classifier (its card gives classes, preprocessing, thresholds).
+        detector: a face detector (default: ``yunet``).
+        config: crop and uncertainty settings.
+
+    Thread safety: ``__call__`` may run from several threads when the detector is not shared;
+    ``cv2.FaceDetectorYN`` keeps per-call state, so give each worker thread its own pipeline or
+    detector (``clone()``).
+    """
+
+    def __init__(
+        self,
+        classifier: OnnxClassifier,
+        detector: FaceDetector | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.detector = detector if detector is not None else create_detector("yunet")
+        self.config = config or PipelineConfig()
+        self.thresholds = {**DEFAULT_THRESHOLDS, **classifier.spec.thresholds, **self.config.thresholds}
+
+    @classmethod
+    def from_paths(
+        cls,
+        model_path: str | Path,
+        *,
+        detector: str = "yunet",
+        detector_options: dict[str, Any] | None = None,
+        config: PipelineConfig | None = None,
+        num_threads: int | None = None,
+    ) -> FaceMaskPipeline:
+        """Load the classifier file and create the named detector.
+
+        Raises:
+            ModelLoadError: the classifier cannot be loaded.
+            DetectorError / ValueError: unknown detector or missing weights.
+        """
+        clf = OnnxClassifier(model_path, num_threads=num_threads)
+        return cls(clf, create_detector(detector, **(detector_options or {})), config)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classifier.class_names
+
+    def clone(self, detector: FaceDetector) -> FaceMaskPipeline:
+        """A pipeline sharing this classifier (thread-safe) with its own detector."""
+        return FaceMaskPipeline(self.classifier, detector, self.config)
+
+    def crops(self, image_bgr: np.ndarray, faces: Detections) -> list[np.ndarray]:
+        """Face crops with the configured margin (at least 1x1 pixel each)."""
+        h, w = image_bgr.shape[:2]
+        out = []
+        for box in faces.xyxy:
+            x1, y1, x2, y2 = expand_box(box, self.config.margin, w, h)
+            x2, y2 = max(x2, min(w, x1 + 1)), max(y2, min(h, y1 + 1))
+            out.append(image_bgr[y1:y2, x1:x2])
+        return out
+
+    def classify_faces(self, image_bgr: np.ndarray, faces: Detections) -> FaceResult:
+        """Classify given face boxes (from a detector, a tracker or ground truth) of one image."""
+        image = as_bgr(image_bgr)
+        h, w = image.shape[:2]
+        t0 = time.perf_counter()
+        n = len(faces)
+        k = len(self.class_names)
+        if n == 0:
+            return FaceResult(
+                faces.replace(class_id=np.zeros(0, np.int64), confidence=np.zeros(0, np.float32)),
+                np.zeros((0, k), np.float32),
+                [],
+                {"classify": 0.0},
+                (w, h),
+            )
+        crops = self.crops(image, faces)
+        probs = self.classifier.predict_proba(crops, batch_size=self.config.batch_size).astype(np.float32)
+        class_id = probs.argmax(1).astype(np.int64)
+        confidence = probs.max(1).astype(np.float32)
+        reasons: list[str | None] = [None] * n
+        if self.config.uncertain:
+            t = self.thresholds
+            sides = np.minimum(faces.xyxy[:, 2] - faces.xyxy[:, 0], faces.xyxy[:, 3] - faces.xyxy[:, 1])
+            for i, crop in enumerate(crops):
+                sharp, bright = face_quality(crop)
+                if sides[i] < t["min_face_px"]:
+                    reasons[i] = f"face {sides[i]:.0f} px < {t['min_face_px']:g} px"
+                elif bright < t["min_brightness"]:
+                    reasons[i] = f"too dark (brightness {bright:.0f} < {t['min_brightness']:g})"
+                elif sharp < t["min_sharpness"]:
+                    reasons[i] = f"too blurred (sharpness {sharp:.1f} < {t['min_sharpness']:g})"
+                elif confidence[i] < t["min_confidence"]:
+                    reasons[i] = f"low confidence {confidence[i]:.2f} < {t['min_confidence']:g}"
+                if reasons[i]:
+                    class_id[i] = UNCERTAIN
+        timings = {"classify": (time.perf_counter() - t0) * 1000.0}
+        return FaceResult(
+            faces.replace(class_id=class_id, confidence=confidence), probs, reasons, timings, (w, h)
+        )
+
+    def __call__(self, image_bgr: np.ndarray) -> FaceResult:
+        """Detect and classify every face of one image (gray, BGR or BGRA uint8, any size)."""
+        image = as_bgr(image_bgr)
+        t0 = time.perf_counter()
+        faces = self.detector.detect(image)
+        detect_ms = (time.perf_counter() - t0) * 1000.0
+        result = self.classify_faces(image, faces)
+        result.timings_ms = {"detect": detect_ms, **result.timings_ms}
+        return result
+
+    def summary(self, results: Sequence[FaceResult]) -> dict[str, Any]:
+        """Faces per class (and ``uncertain``) over many results, and the compliance rate.
+
+        Compliance = ``with_mask`` / faces with a decided class (uncertain faces excluded);
+        ``None`` when no face was decided.
+        """
+        names = self.class_names
+        counts = {c: 0 for c in [*names, "uncertain"]}
+        for r in results:
+            for cid in r.detections.class_id:
+                counts[names[cid] if cid >= 0 else "uncertain"] += 1
+        decided = sum(counts[c] for c in names)
+        first = names[0]
+        return {
+            "images": len(results),
+            "faces": decided + counts["uncertain"],
+            "per_class": counts,
+            "compliance_rate": (counts[first] / decided) if decided else None,
+        }

@@ -1,0 +1,119 @@
+"""Named dependencies for the routes: the service, the settings, and the caller (auth + rate limit)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from maskops.serve.errors import ApiError
+from maskops.serve.keys import ApiKey, KeyStore
+from maskops.serve.ratelimit import RateLimiter, retry_after_header
+from maskops.serve.service import MaskService
+from maskops.serve.settings import ServeSettings
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="an API key (maskops keys create)"
+)
+_bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
+
+
+def get_service(request: Request) -> MaskService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> ServeSettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_keys(request: Request) -> KeyStore:
+    return request.app.state.keys  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[MaskService, Depends(get_service)]
+KeysDep = Annotated[KeyStore, Depends(get_keys)]
+SettingsDep = Annotated[ServeSettings, Depends(get_settings)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the key (``None`` when auth is off) and the rate-limit identity."""
+
+    key: ApiKey | None
+    ident: str
+
+
+def authenticate(
+    settings: ServeSettings,
+    keys: KeyStore,
+    limiter: RateLimiter,
+    presented: str | None,
+    client_host: str | None,
+    role: str,
+) -> Caller:
+    """Check the key and the role, then take a rate-limit token.
+
+    Raises:
+        ApiError: 401 (no key, unknown or revoked key), 403 (role), 429 (rate limit, with ``Retry-After``).
+    """
+    key: ApiKey | None = None
+    if settings.auth:
+        if not presented:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "an API key is required: send it as X-API-Key or Authorization: Bearer",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        key = keys.verify(presented)
+        if key is None:
+            raise ApiError(
+                401, "unauthorized", "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if not key.allows(role):
+            raise ApiError(403, "forbidden", f"a {key.role!r} key cannot use a route that needs {role!r}")
+        ident = f"key:{key.id}"
+    else:
+        ident = f"client:{client_host or '-'}"
+    wait = limiter.take(ident, key.rate_per_s if key else None)
+    if wait > 0:
+        retry = retry_after_header(wait)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"rate limit reached; retry in {retry} s",
+            {"retry_after_s": int(retry)},
+            headers={"Retry-After": retry},
+        )
+    return Caller(key, ident)
+
+
+def require(role: str) -> Callable[..., Awaitable[Caller]]:
+    """A dependency that lets through callers whose key has ``role`` (any caller when auth is off)."""
+
+    async def dependency(
+        request: Request,
+        x_api_key: Annotated[str | None, Security(_api_key_header)] = None,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+    ) -> Caller:
+        state = request.app.state
+        presented = x_api_key or (bearer.credentials if bearer else None)
+        caller = authenticate(
+            state.settings,
+            state.keys,
+            state.limiter,
+            presented,
+            request.client.host if request.client else None,
+            role,
+        )
+        request.state.caller = caller
+        return caller
+
+    return dependency
+
+
+PredictCaller = Annotated[Caller, Depends(require("predict"))]
+AdminCaller = Annotated[Caller, Depends(require("admin"))]

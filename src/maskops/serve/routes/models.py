@@ -1,0 +1,81 @@
+"""``GET /v1/models`` (loaded model cards) and ``POST /v1/models/reload`` (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from maskops.serve.deps import AdminCaller, PredictCaller, ServiceDep
+from maskops.serve.errors import COMMON_ERRORS, ErrorResponse
+from maskops.serve.routes.common import model_ref, to_api_error
+from maskops.serve.schemas import ModelCard, ModelsResponse, ReloadResponse
+from maskops.serve.service import MaskService, ServiceUnavailable
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def models_response(service: MaskService) -> ModelsResponse:
+    try:
+        models = service.models
+    except ServiceUnavailable as exc:
+        raise to_api_error(exc) from None
+    cards = [
+        ModelCard(
+            name=m.name,
+            role="face_classifier" if m.name == models.face_model else "classifier",
+            version=m.version,
+            source=m.source,
+            loaded_at=m.loaded_at,
+            card=m.spec.to_dict(),
+        )
+        for m in models.models.values()
+    ]
+    return ModelsResponse(
+        generation=models.generation,
+        loaded_at=models.loaded_at,
+        face_model=models.face_model,
+        detector=models.detector_name,
+        detector_error=models.detector_error,
+        models=cards,
+        unavailable=dict(models.errors),
+    )
+
+
+@router.get("", response_model=ModelsResponse, responses=COMMON_ERRORS)
+def list_models(service: ServiceDep, _caller: PredictCaller) -> ModelsResponse:
+    """The loaded models with their cards, and the ones that could not be loaded (with why)."""
+    return models_response(service)
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadResponse,
+    responses={
+        **COMMON_ERRORS,
+        503: {"model": ErrorResponse, "description": "reload failed; old models kept"},
+    },
+)
+async def reload_models(
+    service: ServiceDep,
+    _caller: AdminCaller,
+    source: Annotated[
+        Literal["dir", "registry"] | None,
+        Query(description="models directory, or the registry's champion (default: the configured source)"),
+    ] = None,
+) -> ReloadResponse:
+    """Load the models again (e.g. a new champion) and swap them in atomically.
+
+    Requests in flight finish on the models they started with. When the new set has no usable
+    face-mask model but the current one has, the current set is kept and 503 is returned.
+    """
+    try:
+        new, old = await service.reload(source)
+    except ServiceUnavailable as exc:
+        raise to_api_error(exc) from None
+    return ReloadResponse(
+        previous_generation=old.generation if old else None,
+        generation=new.generation,
+        models=[model_ref(m) for m in new.models.values()],
+        unavailable=dict(new.errors),
+    )

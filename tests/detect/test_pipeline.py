@@ -1,0 +1,111 @@
+"""detect -> crop -> classify: uncertainty rules, input kinds, and a real YuNet run on a real photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from maskops.detect.detectors import FaceDetector
+from maskops.detect.pipeline import FaceMaskPipeline, PipelineConfig, face_quality
+from maskops.inference.classifier import OnnxClassifier
+from maskops.types import Detections
+
+
+class FixedBoxes(FaceDetector):
+    """Returns the same boxes for every image (the classification logic is what is tested)."""
+
+    name = "fixed"
+
+    def __init__(self, boxes: list[list[float]]) -> None:
+        self.boxes = boxes
+
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        n = len(self.boxes)
+        return Detections(
+            xyxy=np.asarray(self.boxes, np.float32).reshape(-1, 4),
+            confidence=np.full(n, 0.9, np.float32),
+            class_id=np.full(n, -1),
+            face_score=np.full(n, 0.9, np.float32),
+        )
+
+
+def _scene() -> np.ndarray:
+    """A textured image with a bright red patch (class 0 for the linear model), a dark patch."""
+    rng = np.random.default_rng(1)
+    img = rng.integers(60, 200, size=(200, 300, 3), dtype=np.uint8)
+    img[20:80, 20:80] = np.clip(img[20:80, 20:80].astype(int) // 3 + [0, 0, 200], 0, 255).astype(np.uint8)
+    img[120:180, 200:260] = rng.integers(0, 12, size=(60, 60, 3), dtype=np.uint8)  # very dark
+    return img
+
+
+def test_classifies_each_box_and_flags_hard_faces(linear_model: Path) -> None:
+    boxes = [[20, 20, 80, 80], [200, 120, 260, 180], [150, 20, 156, 26]]
+    pipe = FaceMaskPipeline(OnnxClassifier(linear_model), FixedBoxes(boxes), PipelineConfig(margin=0.0))
+    result = pipe(_scene())
+    assert len(result.detections) == 3 and result.probs.shape == (3, 3)
+    assert result.detections.class_id[0] == 0  # red patch -> with_mask for the linear model
+    assert result.reasons[0] is None
+    assert result.detections.class_id[1] == -1 and "dark" in result.reasons[1]
+    assert result.detections.class_id[2] == -1 and "px" in result.reasons[2]
+    np.testing.assert_allclose(result.detections.confidence, result.probs.max(1), rtol=1e-6)
+    assert set(result.timings_ms) == {"detect", "classify"}
+    recs = result.records(pipe.class_names)
+    assert recs[1]["label"] == "uncertain" and "uncertain_reason" in recs[1]
+    # the rule can be turned off: every face gets its argmax
+    off = FaceMaskPipeline(pipe.classifier, FixedBoxes(boxes), PipelineConfig(margin=0.0, uncertain=False))
+    assert (off(_scene()).detections.class_id >= 0).all()
+
+
+def test_low_confidence_is_uncertain(linear_model: Path) -> None:
+    cfg = PipelineConfig(thresholds={"min_confidence": 0.999, "min_sharpness": 0, "min_brightness": 0})
+    pipe = FaceMaskPipeline(OnnxClassifier(linear_model), FixedBoxes([[20, 20, 80, 80]]), cfg)
+    result = pipe(_scene())
+    assert result.detections.class_id[0] == -1 and "low confidence" in result.reasons[0]
+
+
+@pytest.mark.parametrize("shape", [(200, 300), (200, 300, 1), (200, 300, 4)])
+def test_gray_and_rgba_inputs(linear_model: Path, shape: tuple[int, ...]) -> None:
+    pipe = FaceMaskPipeline(OnnxClassifier(linear_model), FixedBoxes([[10, 10, 60, 60]]))
+    image = np.full(shape, 120, np.uint8)
+    assert len(pipe(image).detections) == 1
+
+
+def test_no_face_and_summary(linear_model: Path) -> None:
+    pipe = FaceMaskPipeline(OnnxClassifier(linear_model), FixedBoxes([]))
+    empty = pipe(_scene())
+    assert len(empty.detections) == 0 and empty.probs.shape == (0, 3)
+    two = FaceMaskPipeline(pipe.classifier, FixedBoxes([[20, 20, 80, 80], [150, 20, 156, 26]]))(_scene())
+    s = pipe.summary([empty, two])
+    assert s["images"] == 2 and s["faces"] == 2
+    assert s["per_class"]["with_mask"] == 1 and s["per_class"]["uncertain"] == 1
+    assert s["compliance_rate"] == 1.0
+    assert pipe.summary([empty])["compliance_rate"] is None
+
+
+def test_face_quality_orders_blur_and_light() -> None:
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 256, size=(80, 80, 3), dtype=np.uint8)
+    blurred = cv2.GaussianBlur(sharp, (21, 21), 8)
+    assert face_quality(sharp)[0] > 10 * face_quality(blurred)[0]
+    assert face_quality(sharp // 10)[1] < face_quality(sharp)[1]
+
+
+@pytest.mark.integration
+def test_real_photo_with_yunet(linear_model: Path, data_dir: Path) -> None:
+    from maskops.config import Settings
+
+    yunet = Settings().yunet_path
+    images = sorted((data_dir / "facemask-voc" / "images").glob("maksssksksss*.*"))[:5]
+    if yunet is None or not images:
+        pytest.skip(f"needs the YuNet weights (MASKOPS_YUNET_PATH) and facemask-voc images under {data_dir}")
+    pipe = FaceMaskPipeline.from_paths(linear_model)
+    found = 0
+    for path in images:
+        result = pipe(cv2.imread(str(path)))
+        found += len(result.detections)
+        assert result.detections.face_score is not None
+        assert result.detections.landmarks is not None
+    assert found >= 5  # these photos hold several faces each

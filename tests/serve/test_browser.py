@@ -1,0 +1,159 @@
+"""The web app in a real browser: Playwright (Python) driving Debian's chromium, fake camera included.
+
+The server is the real app under uvicorn on loopback (tiny linear face classifier + YuNet).
+Screenshots go to ``$MASKOPS_TEST_ARTIFACTS`` (default ``test-artifacts/``)/browser.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from maskops.serve.app import create_app
+from maskops.serve.settings import ServeSettings
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("MASKOPS_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts")) / "browser"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+
+
+def _chromium() -> str:
+    path = os.environ.get("MASKOPS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip("chromium not installed (apt-get install chromium; .ci/run installs it)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(make_settings: Callable[..., ServeSettings]) -> Iterator[str]:
+    port = _free_port()
+    app = create_app(make_settings(port=port))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def page(server: str) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
+        pg = context.new_page()
+        pg.set_default_timeout(30_000)
+        yield pg
+        context.close()
+        browser.close()
+
+
+def test_upload_a_face_photo_shows_boxes_and_labels(page: object, face_photo: bytes, tmp_path: Path) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    photo = tmp_path / "two-faces.jpg"
+    photo.write_bytes(face_photo)
+    page.goto("/")
+    page.set_input_files("#picker", str(photo))
+    card = page.locator(".result[data-status=ok]")
+    expect(card).to_have_count(1)
+    expect(card.locator(".face-list li")).to_have_count(2)
+    labels = card.locator(".face-list li").evaluate_all("els => els.map(e => e.dataset.label)")
+    assert all(
+        label in ("with_mask", "without_mask", "mask_weared_incorrect", "uncertain") for label in labels
+    )
+    assert card.get_attribute("data-faces") == "2"
+    # boxes are drawn: the canvas has pixels of a class colour that the photo does not have
+    drawn = card.locator("canvas").evaluate(
+        """c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            const colours = [[60,180,75],[230,48,48],[255,140,0],[160,160,160]];
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4)
+              for (const [r,g,b] of colours)
+                if (d[i] === r && d[i+1] === g && d[i+2] === b) { n++; break; }
+            return n;
+        }"""
+    )
+    assert drawn > 100
+    expect(page.locator("#summary .chip")).not_to_have_count(0)
+    expect(page.locator("#download")).to_be_enabled()
+    with page.expect_download() as info:
+        page.click("#download")
+    saved = tmp_path / "results.json"
+    info.value.save_as(saved)
+    assert '"two-faces.jpg"' in saved.read_text()
+    page.screenshot(path=str(ARTIFACTS / "upload-faces.png"), full_page=True)
+
+
+def test_upload_a_text_file_shows_the_rejection(page: object, tmp_path: Path) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    note = tmp_path / "notes.txt"
+    note.write_text("this is not an image")
+    page.goto("/")
+    page.set_input_files("#picker", str(note))
+    rejected = page.locator(".result.reject")
+    expect(rejected).to_have_count(1)
+    expect(rejected.locator(".message")).to_contain_text("not an image")
+    expect(rejected.locator(".message")).to_contain_text("415")
+    page.screenshot(path=str(ARTIFACTS / "upload-rejected.png"), full_page=True)
+
+
+def test_live_page_streams_the_fake_camera(page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto("/live")
+    page.click("#start")
+    page.wait_for_function("Number(document.querySelector('#frames').textContent) >= 5", timeout=60_000)
+    expect(page.locator("#fps")).not_to_have_text("0.0")
+    assert "error" not in (page.locator("#status").get_attribute("class") or "")
+    page.screenshot(path=str(ARTIFACTS / "live-fake-camera.png"), full_page=True)
+    page.click("#stop")
+    expect(page.locator("#status")).to_have_text("camera off")
+
+
+def test_models_page_lists_the_cards(page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto("/models")
+    expect(page.locator("section.model")).to_have_count(2)
+    face = page.locator("section.model[data-name=facemask]")
+    expect(face.locator("h2")).to_contain_text("face classifier")
+    expect(face).to_contain_text("with_mask, without_mask, mask_weared_incorrect")
+    page.screenshot(path=str(ARTIFACTS / "models.png"), full_page=True)
