@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from maskops.export.quantize import compare_accuracy, quantize_int8
+from maskops.export.quantize import compare_accuracy, compress_fp16, quantize_int8
 from maskops.inference.classifier import OnnxClassifier
 from maskops.types import ModelSpec
 
@@ -58,3 +58,24 @@ def test_quantize_rejects_bad_arguments(exported, images, tmp_path, method, n_im
 def test_compare_accuracy_checks_labels(exported, images) -> None:
     with pytest.raises(ValueError, match="12 images but 3 labels"):
         compare_accuracy(exported, exported, images, [0, 1, 2])
+
+
+def test_fp16_weights_halve_the_file_and_stay_within_rounding(exported, images, tmp_path) -> None:
+    out = compress_fp16(exported, tmp_path / "half.onnx")
+    graph = onnx.load(str(out)).graph
+    stored = {init.data_type for init in graph.initializer if len(init.dims) > 1}
+    assert stored == {onnx.TensorProto.FLOAT16}
+    assert sum(node.op_type == "Cast" for node in graph.node) >= 1
+    def weight_bytes(path) -> int:
+        return sum(len(i.raw_data) for i in onnx.load(str(path)).graph.initializer)
+
+    assert weight_bytes(out) < 0.6 * weight_bytes(exported)
+    p32 = OnnxClassifier(exported).predict_proba(images)
+    p16 = OnnxClassifier(out).predict_proba(images)
+    assert p16.dtype == np.float32
+    assert np.max(np.abs(p32 - p16)) < 1e-2
+    assert not np.array_equal(p32, p16)  # the weights really were rounded
+    card = ModelSpec.load(ModelSpec.card_path(out))
+    assert card.extra["quantized"] == "fp16-weights"
+    report = compare_accuracy(exported, out, images, p32.argmax(1), label="fp16")
+    assert report["fp32_accuracy"] == 1.0 and "fp16_accuracy" in report

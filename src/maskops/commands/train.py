@@ -26,7 +26,11 @@ def register(app: typer.Typer) -> None:
         release: bool = typer.Option(
             True, "--release/--no-release", help="Export ONNX, check parity, register and promote."
         ),
-        int8: bool = typer.Option(True, "--int8/--fp32", help="Ship the int8-quantized model."),
+        weights: str = typer.Option(
+            "int8",
+            "--weights",
+            help="Form of the shipped model: int8 (quantized), fp16 (half-size weights, fp32 compute), fp32.",
+        ),
         promote: bool = typer.Option(True, "--promote/--no-promote", help="Run the promotion gate."),
         ship: bool = typer.Option(False, "--ship", help="Copy the shipped model to models/<task>.onnx."),
     ) -> None:
@@ -36,11 +40,13 @@ def register(app: typer.Typer) -> None:
         from maskops.train.api import default_run_dir, latest_run_dir, resolve_config, train_task
         from maskops.train.data import default_manifest_path
         from maskops.train.loop import TrainingInterrupted
-        from maskops.train.release import ReleaseResult
+        from maskops.train.release import WEIGHT_FORMS, ReleaseResult
         from maskops.train.release import release as release_model
 
         settings = Settings()
         try:
+            if weights not in WEIGHT_FORMS:
+                raise ValueError(f"--weights must be one of {', '.join(WEIGHT_FORMS)}, got {weights!r}")
             task_cfg = load_task(task, settings)
             cfg = resolve_config(
                 task_cfg.train,
@@ -67,7 +73,7 @@ def register(app: typer.Typer) -> None:
                         res,
                         model,
                         manifest=manifest_path,
-                        int8=int8,
+                        weights=weights,
                         promote=promote,
                         ship_dir=settings.models_dir if ship else None,
                         thresholds=dict(DEFAULT_THRESHOLDS) if task_cfg.kind == "detection" else None,
@@ -109,8 +115,8 @@ def register(app: typer.Typer) -> None:
             if rel.quantization:
                 q = rel.quantization["test"]
                 typer.echo(
-                    f"int8           {rel.shipped_path}: test accuracy {q['fp32_accuracy']:.4f} -> "
-                    f"{q['int8_accuracy']:.4f} ({q['accuracy_change']:+.4f})"
+                    f"{weights:<15}{rel.shipped_path}: test accuracy {q['fp32_accuracy']:.4f} -> "
+                    f"{q[weights + '_accuracy']:.4f} ({q['accuracy_change']:+.4f})"
                 )
             sm = rel.shipped_metrics["test"]
             typer.echo(f"shipped model  test accuracy {sm['accuracy']:.4f}  macro-F1 {sm['macro_f1']:.4f}")

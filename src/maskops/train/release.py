@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 PARITY_IMAGES = 256
 CALIBRATION_IMAGES = 256
+WEIGHT_FORMS = ("int8", "fp16", "fp32")
 
 
 @dataclass
@@ -70,7 +71,7 @@ def release(
     model: Any,
     *,
     manifest: Path,
-    int8: bool = True,
+    weights: str = "int8",
     register: bool = True,
     promote: bool = True,
     tolerance: float = 0.02,
@@ -84,7 +85,8 @@ def release(
         result: the ``TrainResult`` (its ``spec`` carries temperature and metrics).
         model: the best torch model, in eval mode.
         manifest: the data manifest the model was trained on (val/test images).
-        int8: ship a statically quantized int8 model (the fp32 file is kept beside it).
+        weights: the form shipped: ``int8`` (static quantization calibrated on val), ``fp16`` (weights
+            stored in half precision, computed in float32) or ``fp32``; the fp32 file is kept.
         register: register the shipped file in the MLflow Model Registry as ``challenger``.
         promote: run the promotion gate right after registering.
         tolerance: largest allowed drop of a class recall for promotion.
@@ -100,7 +102,10 @@ def release(
 
     from maskops.data.samples import split_sample
     from maskops.export.onnx import check_parity, export_onnx
-    from maskops.export.quantize import compare_accuracy, quantize_int8
+    from maskops.export.quantize import compare_accuracy, compress_fp16, quantize_int8
+
+    if weights not in WEIGHT_FORMS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHT_FORMS)}, got {weights!r}")
 
     spec: ModelSpec = result.spec
     classes = list(spec.class_names)
@@ -115,11 +120,14 @@ def release(
 
     shipped = fp32
     quant: dict[str, Any] = {}
-    if int8:
-        shipped = quantize_int8(fp32, out_dir / "model_int8.onnx", val_images[:CALIBRATION_IMAGES], spec)
+    if weights != "fp32":
+        if weights == "int8":
+            shipped = quantize_int8(fp32, out_dir / "model_int8.onnx", val_images[:CALIBRATION_IMAGES], spec)
+        else:
+            shipped = compress_fp16(fp32, out_dir / "model_fp16.onnx", spec)
         quant = {
-            "val": compare_accuracy(fp32, shipped, val_images, val_labels),
-            "test": compare_accuracy(fp32, shipped, test_images, test_labels),
+            "val": compare_accuracy(fp32, shipped, val_images, val_labels, label=weights),
+            "test": compare_accuracy(fp32, shipped, test_images, test_labels, label=weights),
         }
     shipped_metrics = {
         "val": _metrics(shipped, val_images, val_labels, classes),
@@ -132,7 +140,7 @@ def release(
         **card.extra,
         "parity": parity,
         "torch_metrics": spec.metrics,
-        **({"int8_accuracy_change": quant} if quant else {}),
+        **({f"{weights}_accuracy_change": quant} if quant else {}),
         "mlflow_run_id": result.run_id,
         "train_seconds": round(float(result.seconds), 1),
     }
@@ -147,8 +155,8 @@ def release(
         "shipped_test_macro_f1": shipped_metrics["test"]["macro_f1"],
     }
     if quant:
-        flat["int8_test_accuracy_change"] = quant["test"]["accuracy_change"]
-        flat["int8_val_accuracy_change"] = quant["val"]["accuracy_change"]
+        flat[f"{weights}_test_accuracy_change"] = quant["test"]["accuracy_change"]
+        flat[f"{weights}_val_accuracy_change"] = quant["val"]["accuracy_change"]
     for key, value in flat.items():
         client.log_metric(result.run_id, key, float(value))
 
