@@ -46,11 +46,40 @@ def test_missing_weights_name_the_path(tmp_path: Path) -> None:
         YuNetDetector(model_path=missing)
 
 
-def test_corrupt_weights_are_one_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", YuNetDetector.BACKENDS)
+def test_corrupt_weights_are_one_clear_error(tmp_path: Path, backend: str) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx model")
     with pytest.raises(DetectorError, match="could not be loaded"):
-        YuNetDetector(model_path=bad)
+        YuNetDetector(model_path=bad, backend=backend)
+
+
+def test_unknown_backend_lists_the_valid_ones() -> None:
+    with pytest.raises(DetectorError, match="valid: onnxruntime, opencv"):
+        YuNetDetector(model_path=_yunet_or_skip(), backend="tensorrt")
+
+
+@pytest.mark.integration
+def test_onnxruntime_backend_matches_opencv_face_detector_yn(data_dir: Path) -> None:
+    """Same network, same decoding: boxes, landmarks and scores agree with cv2.FaceDetectorYN."""
+    weights = _yunet_or_skip()
+    folder = data_dir / "facemask-voc" / "images"
+    files = sorted(folder.glob("*.jpg"))[:12] if folder.is_dir() else []
+    if not files:
+        pytest.skip(f"{folder} not found (set MASKOPS_DATA_DIR to the shared datasets)")
+    ref = YuNetDetector(weights, score_threshold=0.3, backend="opencv")
+    ort = YuNetDetector(weights, score_threshold=0.3, backend="onnxruntime")
+    faces = 0
+    for path in [*files, None]:
+        image = np.full((200, 300, 3), 90, np.uint8) if path is None else read_bgr(path)
+        a, b = ref.detect(image), ort.detect(image)
+        assert len(a) == len(b), path
+        faces += len(a)
+        if len(a):
+            np.testing.assert_allclose(b.xyxy, a.xyxy, atol=0.01)
+            np.testing.assert_allclose(b.face_score, a.face_score, atol=1e-4)
+            np.testing.assert_allclose(b.landmarks, a.landmarks, atol=0.01)
+    assert faces >= 12
 
 
 def test_haar_on_blank_image_is_empty() -> None:

@@ -66,6 +66,7 @@ def test_fp16_weights_halve_the_file_and_stay_within_rounding(exported, images, 
     stored = {init.data_type for init in graph.initializer if len(init.dims) > 1}
     assert stored == {onnx.TensorProto.FLOAT16}
     assert sum(node.op_type == "Cast" for node in graph.node) >= 1
+
     def weight_bytes(path) -> int:
         return sum(len(i.raw_data) for i in onnx.load(str(path)).graph.initializer)
 

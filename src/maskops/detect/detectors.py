@@ -21,6 +21,7 @@ from maskops.types import Detections
 log = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, Callable[..., FaceDetector]] = {}
+YUNET_STRIDES = (8, 16, 32)
 D = TypeVar("D", bound=Callable[..., "FaceDetector"])
 
 
@@ -95,9 +96,14 @@ class YuNetDetector(FaceDetector):
         upscale: images whose longer side is below ``min_side`` are enlarged by this factor at
             most (small faces are found far more often); 1.0 disables.
         min_side: see ``upscale``.
+        backend: ``onnxruntime`` (default: the same network and the same decoding as OpenCV's
+            ``FaceDetectorYN``, about twice as fast on a CPU) or ``opencv`` (``cv2.FaceDetectorYN``).
+        num_threads: ONNX Runtime intra-op threads (the ``opencv`` backend follows
+            ``cv2.setNumThreads``).
     """
 
     name = "yunet"
+    BACKENDS = ("onnxruntime", "opencv")
 
     def __init__(
         self,
@@ -107,7 +113,11 @@ class YuNetDetector(FaceDetector):
         top_k: int = 5000,
         upscale: float = 2.0,
         min_side: int = 640,
+        backend: str = "onnxruntime",
+        num_threads: int = 1,
     ) -> None:
+        if backend not in self.BACKENDS:
+            raise DetectorError(f"unknown YuNet backend {backend!r}; valid: {', '.join(self.BACKENDS)}")
         if model_path is None:
             from maskops.config import Settings
 
@@ -123,12 +133,67 @@ class YuNetDetector(FaceDetector):
         self.top_k = top_k
         self.upscale = max(1.0, float(upscale))
         self.min_side = min_side
+        self.backend = backend
+        self._net: Any = None
+        self._session: Any = None
         try:
-            self._net = cv2.FaceDetectorYN.create(
-                str(self.model_path), "", (320, 320), score_threshold, nms_threshold, top_k
-            )
-        except cv2.error as exc:
+            if backend == "opencv":
+                self._net = cv2.FaceDetectorYN.create(
+                    str(self.model_path), "", (320, 320), score_threshold, nms_threshold, top_k
+                )
+            else:
+                import onnxruntime as ort
+
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = max(1, int(num_threads))
+                opts.inter_op_num_threads = 1
+                self._session = ort.InferenceSession(
+                    str(self.model_path), opts, providers=["CPUExecutionProvider"]
+                )
+                self._input = self._session.get_inputs()[0].name
+        except Exception as exc:  # cv2.error, onnxruntime's Fail/InvalidProtobuf/...
             raise DetectorError(f"YuNet weights at {self.model_path} could not be loaded: {exc}") from exc
+
+    def _detect_ort(self, image: np.ndarray) -> np.ndarray:
+        """YuNet through ONNX Runtime, decoded exactly as OpenCV's ``FaceDetectorYN`` does.
+
+        Returns an ``(n, 15)`` float32 array: x, y, w, h, five landmarks (x, y), score.
+        """
+        h, w = image.shape[:2]
+        pad_h, pad_w = (h - 1) // 32 * 32 + 32, (w - 1) // 32 * 32 + 32
+        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)
+        blob[0, :, :h, :w] = image.transpose(2, 0, 1)
+        out = self._session.run(None, {self._input: blob})
+        rows: list[np.ndarray] = []
+        for i, stride in enumerate(YUNET_STRIDES):
+            cols = pad_w // stride
+            cls = np.clip(out[i].reshape(-1), 0.0, 1.0)
+            obj = np.clip(out[i + 3].reshape(-1), 0.0, 1.0)
+            score = np.sqrt(cls * obj)
+            keep = np.flatnonzero(score >= self.score_threshold)
+            if keep.size == 0:
+                continue
+            r, c = (keep // cols).astype(np.float32), (keep % cols).astype(np.float32)
+            bbox = out[i + 6].reshape(-1, 4)[keep]
+            kps = out[i + 9].reshape(-1, 10)[keep]
+            bw = np.exp(bbox[:, 2]) * stride
+            bh = np.exp(bbox[:, 3]) * stride
+            x1 = (c + bbox[:, 0]) * stride - bw / 2
+            y1 = (r + bbox[:, 1]) * stride - bh / 2
+            lm = np.empty((keep.size, 10), np.float32)
+            lm[:, 0::2] = (kps[:, 0::2] + c[:, None]) * stride
+            lm[:, 1::2] = (kps[:, 1::2] + r[:, None]) * stride
+            rows.append(np.column_stack([x1, y1, bw, bh, lm, score[keep]]).astype(np.float32))
+        if not rows:
+            return np.zeros((0, 15), np.float32)
+        faces = np.concatenate(rows)
+        if len(faces) > 1:
+            boxes = [[int(f[0]), int(f[1]), int(f[2]), int(f[3])] for f in faces]
+            idx = cv2.dnn.NMSBoxes(
+                boxes, faces[:, 14].tolist(), self.score_threshold, self.nms_threshold, 1.0, self.top_k
+            )
+            faces = faces[np.asarray(idx, np.int64).reshape(-1)]
+        return faces
 
     def _scale_for(self, width: int, height: int) -> float:
         longer = max(width, height)
@@ -144,8 +209,11 @@ class YuNetDetector(FaceDetector):
             image = cv2.resize(
                 image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR
             )
-        self._net.setInputSize((image.shape[1], image.shape[0]))
-        _, faces = self._net.detect(image)
+        if self._session is not None:
+            faces = self._detect_ort(image)
+        else:
+            self._net.setInputSize((image.shape[1], image.shape[0]))
+            _, faces = self._net.detect(image)
         if faces is None or len(faces) == 0:
             return Detections.empty(with_face_score=True).replace(landmarks=np.zeros((0, 5, 2), np.float32))
         faces = np.asarray(faces, np.float32)
