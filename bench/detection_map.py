@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from maskops.config import Settings
-from maskops.detect.detectors import create_detector
+from maskops.detect.detectors import DetectorError, create_detector
 from maskops.evaluate.detection_run import (
     DetectionRun,
     Scored,
@@ -111,10 +111,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     split_items = {s: load_voc_split(root, s, CLASSES, limit=args.limit) for s in splits}
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
     for name in args.variants.split(","):
         if name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; valid: {', '.join(VARIANTS)}")
-        runs = run_variant(name, split_items, model)
+        try:
+            runs = run_variant(name, split_items, model)
+        except DetectorError as exc:  # e.g. the refiner before its weights are trained
+            skipped[name] = str(exc)
+            print(f"skipped {name}: {exc}")
+            continue
         res: dict[str, Any] = {"description": VARIANTS[name][2], "detector": VARIANTS[name][0]}
         for split, run in runs.items():
             r: dict[str, Any] = {
@@ -134,8 +140,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         results[name] = res
         print(json.dumps({name: {k: v for k, v in res.items() if k in splits}}, default=float)[:600])
         (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    (args.out / "table.md").write_text(markdown(results, splits, model) + "\n")
-    print(markdown(results, splits, model))
+    table = markdown(results, splits, model)
+    if skipped:
+        table += "\n\nNot measured:\n" + "\n".join(f"- {k}: {v}" for k, v in skipped.items())
+    (args.out / "table.md").write_text(table + "\n")
+    print(table)
 
 
 def markdown(results: dict[str, dict[str, Any]], splits: Sequence[str], model: Path | None) -> str:
