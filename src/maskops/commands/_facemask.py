@@ -73,6 +73,8 @@ def load_pipeline(
             "--model PATH."
         )
     options: dict[str, Any] = {} if threshold is None else {"score_threshold": threshold}
+    if detector == "yunet" and num_threads is not None:
+        options["num_threads"] = num_threads
 
     def make_detector() -> FaceDetector:
         return create_detector(detector, **options)

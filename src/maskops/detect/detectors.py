@@ -98,8 +98,9 @@ class YuNetDetector(FaceDetector):
         min_side: see ``upscale``.
         backend: ``onnxruntime`` (default: the same network and the same decoding as OpenCV's
             ``FaceDetectorYN``, about twice as fast on a CPU) or ``opencv`` (``cv2.FaceDetectorYN``).
-        num_threads: ONNX Runtime intra-op threads (the ``opencv`` backend follows
-            ``cv2.setNumThreads``).
+        num_threads: ONNX Runtime intra-op threads (``None``: ONNX Runtime's default, one per
+            core; servers running one detector per worker thread pass 1). The ``opencv`` backend
+            follows ``cv2.setNumThreads``.
     """
 
     name = "yunet"
@@ -114,7 +115,7 @@ class YuNetDetector(FaceDetector):
         upscale: float = 2.0,
         min_side: int = 640,
         backend: str = "onnxruntime",
-        num_threads: int = 1,
+        num_threads: int | None = None,
     ) -> None:
         if backend not in self.BACKENDS:
             raise DetectorError(f"unknown YuNet backend {backend!r}; valid: {', '.join(self.BACKENDS)}")
@@ -145,7 +146,8 @@ class YuNetDetector(FaceDetector):
                 import onnxruntime as ort
 
                 opts = ort.SessionOptions()
-                opts.intra_op_num_threads = max(1, int(num_threads))
+                if num_threads is not None:
+                    opts.intra_op_num_threads = max(1, int(num_threads))
                 opts.inter_op_num_threads = 1
                 self._session = ort.InferenceSession(
                     str(self.model_path), opts, providers=["CPUExecutionProvider"]

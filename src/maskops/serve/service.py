@@ -199,6 +199,7 @@ def make_detector(settings: ServeSettings) -> FaceDetector:
     options: dict[str, Any] = {}
     if settings.detector == "yunet":
         options["model_path"] = settings.yunet_path
+        options["num_threads"] = settings.onnx_threads  # one detector per worker thread
     options.update(settings.detector_options)
     return create_detector(settings.detector, **options)
 
