@@ -51,8 +51,12 @@ def load_pipeline(
     uncertain: bool,
     min_confidence: float | None,
     num_threads: int | None,
+    detector_threads: int | None = -1,
 ) -> tuple[FaceMaskPipeline, Callable[[], FaceDetector]]:
     """The pipeline and a factory of further detectors (one per worker thread).
+
+    ``num_threads`` is the classifier's ONNX Runtime thread count; ``detector_threads`` YuNet's
+    (``-1``: the same as ``num_threads``; ``None``: one per core).
 
     Raises:
         typer.Exit: code 2 with the reason on stderr (missing model, bad card, unknown detector).
@@ -73,8 +77,9 @@ def load_pipeline(
             "--model PATH."
         )
     options: dict[str, Any] = {} if threshold is None else {"score_threshold": threshold}
-    if detector == "yunet" and num_threads is not None:
-        options["num_threads"] = num_threads
+    yunet_threads = num_threads if detector_threads == -1 else detector_threads
+    if detector == "yunet" and yunet_threads is not None:
+        options["num_threads"] = yunet_threads
 
     def make_detector() -> FaceDetector:
         return create_detector(detector, **options)

@@ -57,7 +57,10 @@ def register(app: typer.Typer) -> None:
             threshold=threshold,
             uncertain=uncertain,
             min_confidence=min_confidence,
-            num_threads=None,
+            # one stream: YuNet on every core; the few small face crops run fastest on one thread
+            # beside it (measured: 14.7 ms/frame vs 21.6 with both on every core)
+            num_threads=1,
+            detector_threads=None,
         )
         err = Console(stderr=True, soft_wrap=True, highlight=False)
         with ExitStack() as stack:

@@ -140,9 +140,13 @@ class FaceMaskPipeline:
         detector: str = "yunet",
         detector_options: dict[str, Any] | None = None,
         config: PipelineConfig | None = None,
-        num_threads: int | None = None,
+        num_threads: int | None = 1,
     ) -> FaceMaskPipeline:
         """Load the classifier file and create the named detector.
+
+        ``num_threads`` is the classifier's ONNX Runtime thread count (``None``: one per core). One
+        thread is the default: a few small face crops run fastest on one thread while the detector
+        uses the cores (640x480 frames: 14.7 ms per frame vs 21.6 ms with both on every core).
 
         Raises:
             ModelLoadError: the classifier cannot be loaded.
