@@ -219,3 +219,37 @@ def test_predict_rows_chunks_keep_order(setup) -> None:  # type: ignore[no-untyp
     assert one[1].tolist() == many[1].tolist() == [i for i, r in enumerate(rows) if "broken" not in r.path]
     assert one[2].tolist() == many[2].tolist()
     assert len(many[3]) == 1
+
+
+def test_cli_evaluate_a_registry_alias(setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """`--model champion` downloads the champion of the task's registered model and evaluates it."""
+    from mlflow import MlflowClient
+
+    from maskops.cli import app
+    from maskops.train.registry import promote, register_onnx_model
+
+    model, manifest, _ = setup
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MASKOPS_WORK_DIR", str(tmp_path / "work"))
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("alias-test", artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(exp)
+    register_onnx_model(run.info.run_id, model, "facemask", tracking_uri=uri)
+    client.set_terminated(run.info.run_id)
+    assert promote("facemask", tracking_uri=uri).promoted
+
+    runner = CliRunner()
+    base = ["evaluate", "--task", "facemask", "--manifest", str(manifest)]
+    result = runner.invoke(app, [*base, "--model", "champion", "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["metrics"]["n"] == 60
+    direct = runner.invoke(app, [*base, "--model", str(model), "--out", str(tmp_path / "rep2")])
+    assert direct.exit_code == 0
+    a = json.loads((tmp_path / "rep" / "report.json").read_text())["metrics"]["accuracy"]
+    b = json.loads((tmp_path / "rep2" / "report.json").read_text())["metrics"]["accuracy"]
+    assert a == b
+
+    result = runner.invoke(app, [*base, "--model", "staging"])
+    assert result.exit_code == 2
+    assert "not a registry alias" in result.output and "aliases: champion" in result.output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -18,7 +18,10 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Option(
             None,
             "--model",
-            help="The .onnx file; its model card (.json) beside it (--detection: default models/<task>.onnx).",
+            help=(
+                "The .onnx file (its model card .json beside it), or a registry alias or version of the "
+                "task's registered model (champion, challenger, 3). --detection: default models/<task>.onnx."
+            ),
         ),
         split: str = typer.Option("test", "--split", help="Manifest split to evaluate."),
         manifest: Path = typer.Option(
@@ -83,6 +86,7 @@ def register(app: typer.Typer) -> None:
             err.print("[red]error:[/] --model is required (the classifier .onnx to evaluate)")
             raise typer.Exit(code=2)
         settings = Settings()
+        model = _resolve_model(task, model, err)
         manifest = manifest or settings.prepared_dir(task) / "manifest.csv"
         out = out or settings.work_dir / "reports" / task / model.stem
         try:
@@ -104,6 +108,26 @@ def register(app: typer.Typer) -> None:
         if min_macro_f1 is not None and macro_f1 < min_macro_f1:
             err.print(f"[red]macro-F1 {macro_f1:.4f} is below --min-macro-f1 {min_macro_f1:.4f}[/]")
             raise typer.Exit(code=1)
+
+
+def _looks_like_alias(value: Path) -> bool:
+    text = str(value)
+    return not value.suffix and "/" not in text and "\\" not in text and not value.exists()
+
+
+def _resolve_model(task: str, model: Path, err: Any) -> Path:
+    """A model file as given, or the file a registry alias/version of ``task`` points at (downloaded)."""
+    if not _looks_like_alias(model):
+        return model
+    from maskops.train.registry import RegistryError, download
+
+    try:
+        path = download(task, str(model))
+    except RegistryError as exc:
+        err.print(f"[red]error:[/] --model {model}: not a file, and not a registry alias: {exc}")
+        raise typer.Exit(code=2) from exc
+    err.print(f"--model {model}: registry {task} -> {path}")
+    return path
 
 
 def _evaluate_detection(
