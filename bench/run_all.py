@@ -19,6 +19,10 @@ SCRIPTS = [
     "classifier_quality.py",
     "classifier_latency.py",
     "latency_sizes.py",
+    "detection_map.py",
+    "video_fps.py",
+    "detect_folder.py",
+    "serve_load.py",
 ]
 
 
