@@ -68,7 +68,7 @@ def test_models_lists_cards(client: TestClient) -> None:
     r = client.get("/v1/models")
     assert r.status_code == 200
     body = r.json()
-    assert body["face_model"] == "facemask" and body["detector"] == "yunet"
+    assert body["face_model"] == "facemask" and body["detector"] == "yunet_cal"
     by_name = {m["name"]: m for m in body["models"]}
     assert by_name["facemask"]["role"] == "face_classifier"
     assert by_name["malaria"]["role"] == "classifier"

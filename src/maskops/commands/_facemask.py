@@ -78,7 +78,7 @@ def load_pipeline(
         )
     options: dict[str, Any] = {} if threshold is None else {"score_threshold": threshold}
     yunet_threads = num_threads if detector_threads == -1 else detector_threads
-    if detector == "yunet" and yunet_threads is not None:
+    if detector in ("yunet", "yunet_cal") and yunet_threads is not None:
         options["num_threads"] = yunet_threads
 
     def make_detector() -> FaceDetector:

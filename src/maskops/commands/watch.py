@@ -25,7 +25,9 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Option(
             None, "--model", help="Face-mask classifier .onnx (default: <models_dir>/facemask.onnx)."
         ),
-        detector: str = typer.Option("yunet", "--detector", help="Face detector (yunet, haar, ...)."),
+        detector: str = typer.Option(
+            "yunet_cal", "--detector", help="Face detector (yunet_cal, yunet, haar, ...)."
+        ),
         uncertain: bool = typer.Option(
             True, "--uncertain/--no-uncertain", help="Hard faces are 'uncertain' and do not vote."
         ),

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, Callable[..., FaceDetector]] = {}
 YUNET_STRIDES = (8, 16, 32)
+# the face pipeline's detector: YuNet with the box calibration fitted on facemask-voc train (same
+# speed; framing as annotated, which the classifier was trained on; bench/detection_map.py)
+DEFAULT_DETECTOR = "yunet_cal"
 D = TypeVar("D", bound=Callable[..., "FaceDetector"])
 
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from maskops.data.crops import expand_box
-from maskops.detect.detectors import FaceDetector, create_detector
+from maskops.detect.detectors import DEFAULT_DETECTOR, FaceDetector, create_detector
 from maskops.inference.classifier import OnnxClassifier
 from maskops.types import Detections
 
@@ -128,7 +128,7 @@ class FaceMaskPipeline:
         config: PipelineConfig | None = None,
     ) -> None:
         self.classifier = classifier
-        self.detector = detector if detector is not None else create_detector("yunet")
+        self.detector = detector if detector is not None else create_detector(DEFAULT_DETECTOR)
         self.config = config or PipelineConfig()
         self.thresholds = {**DEFAULT_THRESHOLDS, **classifier.spec.thresholds, **self.config.thresholds}
 
@@ -137,7 +137,7 @@ class FaceMaskPipeline:
         cls,
         model_path: str | Path,
         *,
-        detector: str = "yunet",
+        detector: str = DEFAULT_DETECTOR,
         detector_options: dict[str, Any] | None = None,
         config: PipelineConfig | None = None,
         num_threads: int | None = 1,

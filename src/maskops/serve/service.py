@@ -197,7 +197,7 @@ class ModelLoader:
 def make_detector(settings: ServeSettings) -> FaceDetector:
     """The configured detector; YuNet reads its weights from ``settings.yunet_path``."""
     options: dict[str, Any] = {}
-    if settings.detector == "yunet":
+    if settings.detector in ("yunet", "yunet_cal"):
         options["model_path"] = settings.yunet_path
         options["num_threads"] = settings.onnx_threads  # one detector per worker thread
     options.update(settings.detector_options)

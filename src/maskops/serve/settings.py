@@ -26,7 +26,10 @@ class ServeSettings(Settings):
     face_model: str = Field(
         default="facemask", description="stem of the face-crop classifier in models_dir (<stem>.onnx + card)"
     )
-    detector: str = Field(default="yunet", description="face detector name (see maskops.detect.detectors)")
+    detector: str = Field(
+        default="yunet_cal",
+        description="face detector name (see maskops.detect.detectors); yunet_cal = YuNet with its box calibration",
+    )
     detector_options: dict[str, Any] = Field(
         default_factory=dict, description='keyword arguments of the detector, e.g. {"score_threshold": 0.5}'
     )
