@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 
@@ -13,5 +14,6 @@ def setup_logging(level: int = logging.INFO) -> None:
     if any(isinstance(h, RichHandler) for h in root.handlers):
         root.setLevel(level)
         return
-    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    # stderr, so that a command's --json output on stdout stays parseable
+    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False)
     logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", handlers=[handler])
