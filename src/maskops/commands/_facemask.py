@@ -51,19 +51,19 @@ def load_pipeline(
     uncertain: bool,
     min_confidence: float | None,
     num_threads: int | None,
-    detector_threads: int | None = -1,
+    detector_threads: int | None,
 ) -> tuple[FaceMaskPipeline, Callable[[], FaceDetector]]:
     """The pipeline and a factory of further detectors (one per worker thread).
 
-    ``num_threads`` is the classifier's ONNX Runtime thread count; ``detector_threads`` YuNet's
-    (``-1``: the same as ``num_threads``; ``None``: one per core).
+    ``num_threads`` is the classifier's ONNX Runtime thread count, ``detector_threads`` YuNet's
+    (``None``: one per core).
 
     Raises:
         typer.Exit: code 2 with the reason on stderr (missing model, bad card, unknown detector).
     """
     from rich.markup import escape
 
-    from maskops.detect.detectors import DetectorError, create_detector
+    from maskops.detect.detectors import YUNET_SINGLE, DetectorError, create_detector
     from maskops.detect.pipeline import FaceMaskPipeline, PipelineConfig
     from maskops.inference.classifier import ModelLoadError, OnnxClassifier
 
@@ -77,9 +77,8 @@ def load_pipeline(
             "--model PATH."
         )
     options: dict[str, Any] = {} if threshold is None else {"score_threshold": threshold}
-    yunet_threads = num_threads if detector_threads == -1 else detector_threads
-    if detector in ("yunet", "yunet_cal") and yunet_threads is not None:
-        options["num_threads"] = yunet_threads
+    if detector in YUNET_SINGLE and detector_threads is not None:
+        options["num_threads"] = detector_threads
 
     def make_detector() -> FaceDetector:
         return create_detector(detector, **options)

@@ -53,13 +53,15 @@ def register(app: typer.Typer) -> None:
 
         cores = _cores()
         workers = workers or cores
+        threads = max(1, cores // workers)  # per worker, for the classifier and YuNet alike
         pipeline, make_detector = load_pipeline(
             model,
             detector=detector,
             threshold=threshold,
             uncertain=uncertain,
             min_confidence=min_confidence,
-            num_threads=max(1, cores // workers),
+            num_threads=threads,
+            detector_threads=threads,
         )
         jobs, missing = collect_images(paths, exclude=out)
         if not jobs and not missing:

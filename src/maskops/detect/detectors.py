@@ -25,6 +25,8 @@ YUNET_STRIDES = (8, 16, 32)
 # the face pipeline's detector: YuNet with the box calibration fitted on facemask-voc train (same
 # speed; framing as annotated, which the classifier was trained on; bench/detection_map.py)
 DEFAULT_DETECTOR = "yunet_cal"
+# detectors built on one YuNetDetector that take its ``model_path`` and ``num_threads`` options
+YUNET_SINGLE = ("yunet", "yunet_cal")
 D = TypeVar("D", bound=Callable[..., "FaceDetector"])
 
 

@@ -220,7 +220,7 @@ def compress_fp16(
 
 def compare_accuracy(
     fp32_path: str | Path,
-    int8_path: str | Path,
+    compressed_path: str | Path,
     images_bgr: Sequence[np.ndarray],
     labels: Sequence[int] | np.ndarray,
     *,
@@ -231,7 +231,7 @@ def compare_accuracy(
 
     Args:
         fp32_path: the original model (card beside it).
-        int8_path: the compressed (quantized) model (card beside it).
+        compressed_path: the compressed model (int8 or fp16 weights; card beside it).
         images_bgr: BGR crops.
         labels: true class ids, one per image.
         batch_size: images per ONNX Runtime call.
@@ -252,7 +252,7 @@ def compare_accuracy(
     if y.shape[0] != len(images_bgr):
         raise ValueError(f"got {len(images_bgr)} images but {y.shape[0]} labels")
     p32 = OnnxClassifier(fp32_path).predict_proba(images_bgr, batch_size)
-    p8 = OnnxClassifier(int8_path).predict_proba(images_bgr, batch_size)
+    p8 = OnnxClassifier(compressed_path).predict_proba(images_bgr, batch_size)
     pred32, pred8 = p32.argmax(1), p8.argmax(1)
     acc32, acc8 = float(np.mean(pred32 == y)), float(np.mean(pred8 == y))
     return {

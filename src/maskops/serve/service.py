@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from maskops.detect.annotate import BoxAnnotator
-from maskops.detect.detectors import FaceDetector, create_detector
+from maskops.detect.detectors import YUNET_SINGLE, FaceDetector, create_detector
 from maskops.detect.pipeline import FaceMaskPipeline, FaceResult, PipelineConfig
 from maskops.inference.classifier import OnnxClassifier
 from maskops.serve.images import DecodedImage, decode_upload
@@ -197,7 +197,7 @@ class ModelLoader:
 def make_detector(settings: ServeSettings) -> FaceDetector:
     """The configured detector; YuNet reads its weights from ``settings.yunet_path``."""
     options: dict[str, Any] = {}
-    if settings.detector in ("yunet", "yunet_cal"):
+    if settings.detector in YUNET_SINGLE:
         options["model_path"] = settings.yunet_path
         options["num_threads"] = settings.onnx_threads  # one detector per worker thread
     options.update(settings.detector_options)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from maskops.serve.deps import PredictCaller, ServiceDep
 from maskops.serve.errors import COMMON_ERRORS, IMAGE_ERRORS, ErrorResponse
+from maskops.serve.routes import detect as v1
 from maskops.serve.routes.common import to_api_error
-from maskops.serve.routes.detect import Annotated_, Threshold, Uncertain, detect_batch, detect_one
 from maskops.serve.schemas import BatchResponse, DetectResponse
 from maskops.serve.service import ServiceUnavailable
 from maskops.serve.uploads import BATCH_BODY, IMAGE_BODY
@@ -33,46 +33,23 @@ class ModelInfo(BaseModel):
     detector: str
 
 
-for _path in ("/predict/single", "/detect"):
-
-    @router.post(
+# the /v1 endpoints themselves, under the old paths (same parameters, same answers)
+for _path, _endpoint, _model, _body, _target in (
+    ("/predict/single", v1.detect, DetectResponse, IMAGE_BODY, "/v1/detect"),
+    ("/detect", v1.detect, DetectResponse, IMAGE_BODY, "/v1/detect"),
+    ("/predict/batch", v1.detect_batch_route, BatchResponse, BATCH_BODY, "/v1/detect/batch"),
+    ("/detect-batch", v1.detect_batch_route, BatchResponse, BATCH_BODY, "/v1/detect/batch"),
+):
+    router.add_api_route(
         _path,
-        response_model=DetectResponse,
+        _endpoint,
+        methods=["POST"],
+        response_model=_model,
         responses=IMAGE_ERRORS,
-        openapi_extra=IMAGE_BODY,
-        summary=f"Alias of /v1/detect ({_path})",
-        name=f"compat{_path.replace('/', '_')}",
-    )
-    async def _detect_alias(
-        request: Request,
-        service: ServiceDep,
-        _caller: PredictCaller,
-        threshold: Threshold = None,
-        uncertain: Uncertain = True,
-        annotated: Annotated_ = False,
-    ) -> DetectResponse:
-        return await detect_one(request, service, threshold, uncertain, annotated)
-
-
-for _path in ("/predict/batch", "/detect-batch"):
-
-    @router.post(
-        _path,
-        response_model=BatchResponse,
-        responses=IMAGE_ERRORS,
-        openapi_extra=BATCH_BODY,
-        summary=f"Alias of /v1/detect/batch ({_path})",
+        openapi_extra=_body,
+        summary=f"Alias of {_target} ({_path})",
         name=f"compat{_path.replace('/', '_').replace('-', '_')}",
     )
-    async def _batch_alias(
-        request: Request,
-        service: ServiceDep,
-        _caller: PredictCaller,
-        threshold: Threshold = None,
-        uncertain: Uncertain = True,
-        annotated: Annotated_ = False,
-    ) -> BatchResponse:
-        return await detect_batch(request, service, threshold, uncertain, annotated)
 
 
 @router.get(
