@@ -109,6 +109,11 @@ class TrainConfig(BaseModel):
     warmup_epochs: float = Field(default=1.0, ge=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     patience: int = Field(default=4, ge=1)
+    select_on: Literal["macro_f1", "loss"] = Field(
+        default="macro_f1",
+        description="validation figure for the best epoch and early stopping: macro-F1 (higher is better) "
+        "or cross-entropy loss (lower is better; steadier when a class has few validation samples)",
+    )
     seed: int = 0
     num_threads: int = Field(default=2, ge=1)
     class_weighting: Literal["none", "sqrt_inverse", "inverse"] = "sqrt_inverse"

@@ -19,7 +19,19 @@ def _face_like(h: int = 40, w: int = 36, gray: bool = False) -> np.ndarray:
 
 
 ALL_OFF = dict.fromkeys(
-    ("hflip", "crop", "rotate", "color", "low_light", "blur", "motion_blur", "jpeg", "grayscale"), 0.0
+    (
+        "hflip",
+        "crop",
+        "rotate",
+        "downscale",
+        "color",
+        "low_light",
+        "blur",
+        "motion_blur",
+        "jpeg",
+        "grayscale",
+    ),
+    0.0,
 )
 
 
@@ -93,3 +105,23 @@ def test_config_from_dict_validates() -> None:
 def test_rejects_non_uint8() -> None:
     with pytest.raises(ValueError, match="uint8"):
         aug.augment(np.zeros((8, 8, 3), np.float32), np.random.default_rng(0), AugmentConfig())
+
+
+def test_downscale_blurs_large_images_and_leaves_small_ones() -> None:
+    img = np.random.default_rng(2).integers(0, 256, size=(120, 100, 3), dtype=np.uint8)
+    out = aug.downscale(img, 20)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    # a 20-px round trip removes the pixel noise: far less high-frequency energy
+    assert (
+        np.abs(np.diff(out.astype(int), axis=1)).mean()
+        < 0.3 * np.abs(np.diff(img.astype(int), axis=1)).mean()
+    )
+    small = img[:18, :30]
+    assert np.array_equal(aug.downscale(small, 20), small)
+
+
+def test_downscale_off_keeps_the_previous_stream() -> None:
+    img = _face_like()
+    a = aug.augment(img, np.random.default_rng(5), AugmentConfig())
+    b = aug.augment(img, np.random.default_rng(5), AugmentConfig(downscale=0.0, downscale_px=(5, 9)))
+    assert np.array_equal(a, b)

@@ -11,6 +11,7 @@ import pytest
 from datagen import pattern_image, voc_xml, write_image
 
 from maskops.config import CropConfig, Settings, SourceConfig, SplitConfig, TaskConfig
+from maskops.data.crops import pixel_sha256
 from maskops.data.images import load_image
 from maskops.data.manifest import read_manifest
 from maskops.data.prepare import prepare_task
@@ -141,6 +142,30 @@ def test_prepare_is_deterministic_and_resumes(tmp_path: Path) -> None:
     resumed = _run(task, settings)
     assert resumed.summary["crops"]["crop_images_cut"] == 1
     assert resumed.manifest_hash == first.manifest_hash
+
+
+def test_manifest_hash_ignores_the_png_encoding_of_crops(tmp_path: Path) -> None:
+    task, settings = _build(tmp_path)
+    first = _run(task, settings)
+    rows = read_manifest(first.manifest_path)
+    crops = [r for r in rows if r.box]
+    assert crops
+    # re-encode every crop differently (another libpng would do the same): new bytes, same pixels
+    for r in crops:
+        image = cv2.imread(r.path, cv2.IMREAD_UNCHANGED)
+        before = Path(r.path).read_bytes()
+        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+        assert ok and buf.tobytes() != before
+        Path(r.path).write_bytes(buf.tobytes())
+        assert pixel_sha256(image) == r.sha256
+    again = _run(task, settings)
+    assert again.summary["crops"]["crop_images_cut"] == 0
+    assert again.manifest_hash == first.manifest_hash
+    # a crop whose pixels changed is cut again
+    image = cv2.imread(crops[0].path, cv2.IMREAD_UNCHANGED)
+    image[0, 0] = 255 - image[0, 0]
+    cv2.imwrite(crops[0].path, image)
+    assert _run(task, settings).summary["crops"]["crop_images_cut"] == 1
 
 
 def test_test_copy_wins_over_train_copy(tmp_path: Path) -> None:

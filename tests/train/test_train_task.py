@@ -155,6 +155,16 @@ def test_early_stopping_fires(
     assert load_checkpoint(result.best_checkpoint)["epoch"] == result.best_epoch
 
 
+def test_select_on_loss_picks_the_lowest_validation_loss(
+    tmp_path: Path, toy_task: TaskConfig, toy_cfg: TrainConfig, toy_manifest: Path, uri: str
+) -> None:
+    cfg = toy_cfg.model_copy(update={"epochs": 4, "patience": 4, "select_on": "loss"})
+    result = _train(toy_task, cfg, toy_manifest, tmp_path / "run", uri, plots=False)
+    losses = [h["val_loss"] for h in result.history]
+    assert result.best_epoch == 1 + losses.index(min(losses))
+    assert load_checkpoint(result.best_checkpoint)["epoch"] == result.best_epoch
+
+
 def test_bad_inputs_give_clear_errors(
     tmp_path: Path,
     toy_task: TaskConfig,

@@ -19,7 +19,18 @@ import cv2
 import numpy as np
 
 _BORDER = cv2.BORDER_REFLECT_101
-_PROBABILITIES = ("hflip", "crop", "rotate", "color", "low_light", "blur", "motion_blur", "jpeg", "grayscale")
+_PROBABILITIES = (
+    "hflip",
+    "crop",
+    "rotate",
+    "downscale",
+    "color",
+    "low_light",
+    "blur",
+    "motion_blur",
+    "jpeg",
+    "grayscale",
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,10 @@ class AugmentConfig:
         crop_keep: central fraction of each side (the face) that the window must contain.
         rotate: probability of a small rotation.
         max_rotate: largest rotation in degrees (either way).
+        downscale: probability of a low-resolution round trip: the image is shrunk so that its
+            shorter side is ``downscale_px`` pixels, then enlarged back (a large studio face made to
+            look like the 10-30 px faces of crowd photos). Off by default.
+        downscale_px: range of the shorter side in pixels; images already smaller are left alone.
         color: probability of brightness/contrast/saturation jitter.
         brightness: largest additive brightness change as a fraction of 255.
         contrast: largest relative contrast change.
@@ -58,6 +73,8 @@ class AugmentConfig:
     crop_keep: float = 0.6
     rotate: float = 0.3
     max_rotate: float = 12.0
+    downscale: float = 0.0
+    downscale_px: tuple[float, float] = (10.0, 28.0)
     color: float = 0.8
     brightness: float = 0.2
     contrast: float = 0.3
@@ -162,6 +179,19 @@ def rotate(image: np.ndarray, angle: float) -> np.ndarray:
     return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=_BORDER)
 
 
+def downscale(image: np.ndarray, short_side: float) -> np.ndarray:
+    """Shrink so the shorter side is ``short_side`` px (area), then enlarge back (linear), same shape.
+
+    An image whose shorter side is already at most ``short_side`` is returned unchanged (a copy).
+    """
+    h, w = image.shape[:2]
+    s = float(short_side) / min(h, w)
+    if s >= 1.0:
+        return image.copy()
+    small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(image.shape)
+
+
 def adjust_color(
     image: np.ndarray, *, brightness: float = 0.0, contrast: float = 1.0, saturation: float = 1.0
 ) -> np.ndarray:
@@ -222,7 +252,7 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
 def augment(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
     """Apply the configured random augmentation chain to one image.
 
-    Order: geometry (flip, crop, rotation), photometric (colour, low light, grayscale), then
+    Order: geometry (flip, crop, rotation), resolution (downscale), photometric (colour, low light, grayscale), then
     degradations (blur, motion blur, JPEG), as a camera would produce them.
 
     Args:
@@ -243,6 +273,9 @@ def augment(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> 
         out = random_resized_crop(out, rng, cfg.crop_scale, cfg.crop_ratio, cfg.crop_keep)
     if rng.random() < cfg.rotate:
         out = rotate(out, rng.uniform(-cfg.max_rotate, cfg.max_rotate))
+    # drawn only when enabled, so configs without it keep their exact augmentation stream
+    if cfg.downscale > 0 and rng.random() < cfg.downscale:
+        out = downscale(out, rng.uniform(*cfg.downscale_px))
     if rng.random() < cfg.color:
         out = adjust_color(
             out,

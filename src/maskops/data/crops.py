@@ -1,4 +1,9 @@
-"""Face crops: box arithmetic (pure) and atomic, resumable PNG writing."""
+"""Face crops: box arithmetic (pure), a pixel-content hash, and atomic, resumable PNG writing.
+
+A crop's identity is ``pixel_sha256`` of its decoded pixels, not the sha256 of the PNG bytes: PNG is
+lossless, but the bytes an encoder writes change between OpenCV/libpng versions, and the manifest's
+content hash must only change when the data does.
+"""
 
 from __future__ import annotations
 
@@ -69,6 +74,24 @@ def encode_png(image: np.ndarray) -> bytes:
     if not ok:
         raise ValueError(f"could not encode a {image.shape} image as PNG")
     return buf.tobytes()
+
+
+def pixel_sha256(image: np.ndarray) -> str:
+    """sha256 over an image's shape, dtype and raw pixels (independent of any file encoding)."""
+    a = np.ascontiguousarray(image)
+    h = hashlib.sha256(f"{a.dtype.str}:{'x'.join(map(str, a.shape))}:".encode())
+    h.update(a.data)
+    return h.hexdigest()
+
+
+def png_pixel_sha256(path: str | Path) -> str | None:
+    """``pixel_sha256`` of a PNG file as decoded unchanged; ``None`` when it cannot be read."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return None if image is None else pixel_sha256(image)
 
 
 def write_atomic(path: str | Path, data: bytes) -> str:

@@ -6,6 +6,8 @@ files); ``read_manifest`` resolves every path to an absolute, existing file. ``b
 ``"x1,y1,x2,y2"`` of the face in ``parent`` pixels (the crop file adds ``crops.margin`` around it,
 clipped to the image), or ``""`` for whole images.
 
+``sha256`` is the file's sha256 for raw files and, for crops, the sha256 of the crop's decoded
+pixels (``maskops.data.crops.pixel_sha256``), so re-encoding a PNG (another OpenCV build) keeps it.
 The content hash covers ``(sha256, label, split, group, box)`` only, so it does not change when
 the data moves.
 """

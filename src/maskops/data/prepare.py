@@ -37,7 +37,15 @@ import cv2
 import numpy as np
 
 from maskops.config import Settings, SourceConfig, TaskConfig, resolve_source_path
-from maskops.data.crops import box_to_str, encode_png, expand_box, safe_stem, write_atomic
+from maskops.data.crops import (
+    box_to_str,
+    encode_png,
+    expand_box,
+    pixel_sha256,
+    png_pixel_sha256,
+    safe_stem,
+    write_atomic,
+)
 from maskops.data.hashing import UnionFind, near_pairs
 from maskops.data.images import ImageReadError, load_image, to_bgr
 from maskops.data.manifest import ManifestRow, write_manifest
@@ -277,8 +285,14 @@ def _save_crop(
     crop = image[y1:y2, x1:x2]
     name = f"{safe_stem(Path(job.path).stem)}_{job.sha256[:8]}_{suffix}.png"
     rel = Path("crops") / safe_stem(job.source) / label / name
-    sha = write_atomic(Path(job.out_dir) / rel, encode_png(crop))
-    return {"path": rel.as_posix(), "sha256": sha, "label": label, "box": box_to_str(box), "kind": suffix}
+    write_atomic(Path(job.out_dir) / rel, encode_png(crop))
+    return {
+        "path": rel.as_posix(),
+        "sha256": pixel_sha256(crop),
+        "label": label,
+        "box": box_to_str(box),
+        "kind": suffix,
+    }
 
 
 def _run_crop_job(job: _CropJob) -> dict[str, Any]:
@@ -306,15 +320,8 @@ def _run_crop_job(job: _CropJob) -> dict[str, Any]:
 
 
 def _entry_valid(entry: dict[str, Any], out_dir: Path) -> bool:
-    """A logged image is done when each of its crops exists with the logged sha256."""
-    for ex in entry.get("examples", []):
-        p = out_dir / ex["path"]
-        try:
-            if hashlib.sha256(p.read_bytes()).hexdigest() != ex["sha256"]:
-                return False
-        except OSError:
-            return False
-    return True
+    """A logged image is done when each of its crops exists with the logged pixel hash."""
+    return all(png_pixel_sha256(out_dir / ex["path"]) == ex["sha256"] for ex in entry.get("examples", []))
 
 
 def _read_log(path: Path) -> dict[str, dict[str, Any]]:

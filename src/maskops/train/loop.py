@@ -1,7 +1,8 @@
 """Fit one classifier: AdamW, warmup + cosine (or one-cycle) LR, label smoothing, class balance,
-early stopping on validation macro-F1, a checkpoint every epoch and resume after an interrupt.
+early stopping on validation macro-F1 (or loss: ``TrainConfig.select_on``), a checkpoint every epoch
+and resume after an interrupt.
 
-``last.pt`` is written (atomically) after every epoch and ``best.pt`` whenever validation macro-F1
+``last.pt`` is written (atomically) after every epoch and ``best.pt`` whenever the validation figure
 improves; both hold the full state (model, optimizer, scheduler, epoch, early-stopping state, RNG
 states). Every random draw of an epoch is derived from ``(seed, epoch)`` (sampler order,
 per-item augmentation) or restored from the checkpoint (torch RNG for dropout), so a run that is
@@ -55,8 +56,8 @@ class FitResult:
 
     Attributes:
         best_path, last_path: the checkpoints.
-        best_epoch: 1-based epoch of the best validation macro-F1.
-        best_metric: that macro-F1.
+        best_epoch: 1-based epoch of the best validation figure (``TrainConfig.select_on``).
+        best_metric: that figure, as a score (macro-F1, or minus the validation loss).
         epochs_run: epochs completed in total (including those before a resume).
         stopped_early: patience ran out before ``cfg.epochs``.
         history: per-epoch metrics.
@@ -226,7 +227,7 @@ def fit(
         optimizer, schedule, cfg.epochs * steps_per_epoch, round(warmup_epochs * steps_per_epoch), cfg.lr
     )
 
-    start_epoch, best_metric, best_epoch, since_best = 0, -1.0, 0, 0
+    start_epoch, best_metric, best_epoch, since_best = 0, -math.inf, 0, 0
     history: list[dict[str, float]] = []
     finished = False
     if resume:
@@ -244,7 +245,11 @@ def fit(
         finished = bool(es.get("finished", False))
         history = list(state.get("history", []))
         logger.info(
-            "resuming from %s after epoch %d (best macro-F1 %.4f)", last_path, start_epoch, best_metric
+            "resuming from %s after epoch %d (best %s score %.4f)",
+            last_path,
+            start_epoch,
+            cfg.select_on,
+            best_metric,
         )
 
     def checkpoint(epoch: int, done: bool) -> dict[str, Any]:
@@ -302,9 +307,11 @@ def fit(
                     "train_images_per_s": seen / max(train_seconds, 1e-9),
                 }
                 epoch += 1
-                improved = metrics["val_macro_f1"] > best_metric
+                # a score, higher is better: macro-F1, or minus the loss
+                score = metrics["val_macro_f1"] if cfg.select_on == "macro_f1" else -val_loss
+                improved = score > best_metric
                 if improved:
-                    best_metric, best_epoch, since_best = metrics["val_macro_f1"], epoch, 0
+                    best_metric, best_epoch, since_best = score, epoch, 0
                 else:
                     since_best += 1
                 stopped_early = since_best >= cfg.patience and epoch < cfg.epochs
@@ -336,7 +343,8 @@ def fit(
                     on_epoch_end(epoch, metrics)
                 if stopped_early:
                     logger.info(
-                        "early stopping: no macro-F1 gain for %d epoch(s); best epoch %d",
+                        "early stopping: no validation %s gain for %d epoch(s); best epoch %d",
+                        cfg.select_on,
                         since_best,
                         best_epoch,
                     )
