@@ -118,6 +118,12 @@ class TrainConfig(BaseModel):
     num_threads: int = Field(default=2, ge=1)
     class_weighting: Literal["none", "sqrt_inverse", "inverse"] = "sqrt_inverse"
     balanced_sampling: bool = True
+    source_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="relative draw weight of training rows by manifest source (a key matches the source "
+        "and its ':'-suffixed variants, e.g. facemask-photos also matches facemask-photos:whole); "
+        "unlisted sources weigh 1; applies with balanced_sampling",
+    )
     label_smoothing: float = Field(default=0.05, ge=0, lt=1)
     decision_bias: bool = Field(
         default=False,

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from maskops.data.augment import AugmentConfig
-from maskops.data.dataset import ImageDataset, balanced_sampler, class_counts, class_weights
+from maskops.data.dataset import (
+    ImageDataset,
+    balanced_sampler,
+    class_counts,
+    class_weights,
+    source_weights,
+)
 from maskops.inference.preprocess import preprocess
 from maskops.types import ModelSpec
 
@@ -111,3 +117,28 @@ def test_balanced_sampler_oversamples_rare_class() -> None:
     assert 30 < (drawn == 1).sum() < 70  # ~50% instead of 10%
     again = labels[list(balanced_sampler(labels, 2, "inverse", seed=0))]
     assert np.array_equal(drawn, again)
+
+
+def test_source_weights_match_sources_and_variants() -> None:
+    sources = ["voc", "photos", "photos:whole", "voc"]
+    assert source_weights(sources, {}) is None
+    assert source_weights(sources, {"photos": 0.25}).tolist() == [1, 0.25, 0.25, 1]
+    with pytest.raises(ValueError, match=r"no training row has source 'phots'.*photos"):
+        source_weights(sources, {"phots": 0.5})
+    with pytest.raises(ValueError, match=">= 0"):
+        source_weights(sources, {"voc": -1})
+
+
+def test_balanced_sampler_with_sample_weights_keeps_class_shares() -> None:
+    # class 0: 50 rows of source A (weight 1) + 50 of source B (weight 0.25); class 1: 20 rows
+    labels = np.array([0] * 100 + [1] * 20)
+    sw = np.array([1.0] * 50 + [0.25] * 50 + [1.0] * 20)
+    sampler = balanced_sampler(labels, 2, "inverse", seed=0, sample_weights=sw)
+    p = np.asarray(sampler.weights, np.float64)
+    p /= p.sum()
+    assert p[labels == 0].sum() == pytest.approx(0.5) and p[labels == 1].sum() == pytest.approx(0.5)
+    assert p[0] == pytest.approx(4 * p[60])  # source A drawn 4x as often as B within class 0
+    with pytest.raises(ValueError, match="non-negative"):
+        balanced_sampler(labels, 2, "inverse", sample_weights=sw[:10])
+    with pytest.raises(ValueError, match="no weight"):
+        balanced_sampler(labels, 2, "inverse", sample_weights=np.r_[sw[:100], np.zeros(20)])

@@ -178,6 +178,8 @@ def test_bad_inputs_give_clear_errors(
         _train(toy_task, toy_cfg.model_copy(update={"model": "resnet9000"}), toy_manifest, out, uri)
     with pytest.raises(ValueError, match=r"unknown augment option.*'flip'"):
         _train(toy_task, toy_cfg.model_copy(update={"augment": {"flip": 0.5}}), toy_manifest, out, uri)
+    with pytest.raises(ValueError, match=r"no training row has source 'nope'"):
+        _train(toy_task, toy_cfg.model_copy(update={"source_weights": {"nope": 0.5}}), toy_manifest, out, uri)
 
     empty = tmp_path / "empty.csv"
     empty.write_text("path,sha256,label,split,group,source,parent,box\n")

@@ -81,6 +81,8 @@ class ImageDataset(Dataset):
         self.spec = spec
         self.paths = [str(p) for p in paths]
         self.labels = np.asarray(labels, np.int64)
+        # relative draw weights for a balanced sampler (``None``: all equal); see ``source_weights``
+        self.sample_weights: np.ndarray | None = None
         self.augment_cfg = augment_cfg
         self.seed = int(seed)
         self.epoch = 0
@@ -134,6 +136,27 @@ class ImageDataset(Dataset):
         return torch.from_numpy(self.item_array(index)), int(self.labels[index])
 
 
+def source_weights(sources: Sequence[str], weights: dict[str, float]) -> np.ndarray | None:
+    """Per-row draw weight from ``{source: weight}``; a key matches ``source`` and ``source:*``.
+
+    Returns ``None`` when ``weights`` is empty. Raises ValueError for a negative weight or a key that
+    matches no row (a typo would otherwise be silently ignored).
+    """
+    if not weights:
+        return None
+    out = np.ones(len(sources), np.float64)
+    for key, value in weights.items():
+        if value < 0:
+            raise ValueError(f"source_weights[{key!r}] must be >= 0, got {value}")
+        hit = np.array([s == key or s.startswith(key + ":") for s in sources], bool)
+        if not hit.any():
+            raise ValueError(
+                f"source_weights: no training row has source {key!r}; sources: {sorted(set(sources))}"
+            )
+        out[hit] = float(value)
+    return out
+
+
 def class_counts(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
     """Samples per class (length ``num_classes``)."""
     return np.bincount(np.asarray(labels, np.int64), minlength=num_classes)[:num_classes]
@@ -158,14 +181,45 @@ def class_weights(labels: Sequence[int] | np.ndarray, num_classes: int, mode: We
 
 
 def balanced_sampler(
-    labels: Sequence[int] | np.ndarray, num_classes: int, mode: Weighting, *, seed: int = 0
+    labels: Sequence[int] | np.ndarray,
+    num_classes: int,
+    mode: Weighting,
+    *,
+    seed: int = 0,
+    sample_weights: Sequence[float] | np.ndarray | None = None,
 ) -> WeightedRandomSampler:
     """A with-replacement sampler drawing each sample with probability ∝ its class weight.
 
     ``inverse`` draws the classes equally often; ``sqrt_inverse`` in proportion to ``sqrt(count)``.
-    Call ``reseed_sampler(sampler, seed)`` per epoch for reproducible epochs.
+    With ``sample_weights`` (e.g. a source drawn half as often) a class's count is the sum of its
+    samples' weights, and within a class samples are drawn in proportion to their weight, so the
+    class proportions stay those of ``mode``. Call ``reseed_sampler(sampler, seed)`` per epoch for
+    reproducible epochs.
+
+    Raises:
+        ValueError: ``sample_weights`` of the wrong length, negative, or zero for a whole class.
     """
     labels = np.asarray(labels, np.int64)
-    w = class_weights(labels, num_classes, mode)[labels]
+    if sample_weights is None:
+        w = class_weights(labels, num_classes, mode)[labels]
+    else:
+        sw = np.asarray(sample_weights, np.float64)
+        if sw.shape != labels.shape or (sw < 0).any():
+            raise ValueError(
+                f"sample_weights must be {len(labels)} non-negative numbers, got shape {sw.shape}"
+            )
+        eff = np.bincount(labels, weights=sw, minlength=num_classes)[:num_classes]
+        present = class_counts(labels, num_classes) > 0
+        if (present & (eff <= 0)).any():
+            raise ValueError("sample_weights leave a class with no weight")
+        cw = np.zeros(num_classes, np.float64)
+        if mode == "none":
+            cw[present] = 1.0
+        elif mode == "inverse":
+            cw[present] = 1.0 / eff[present]
+        else:
+            cw[present] = 1.0 / np.sqrt(eff[present])
+        w = cw[labels] * sw
+    w = np.asarray(w, np.float64)
     gen = torch.Generator().manual_seed(int(seed))
     return WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(labels), True, generator=gen)

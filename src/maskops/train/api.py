@@ -162,6 +162,9 @@ def train_task(
     rows = read_rows(manifest_path)
     splits = split_rows(rows, task.classes, manifest_path)
     mhash = rows_hash(rows)
+    from maskops.data.dataset import source_weights
+
+    draw_weights = source_weights([r.source for r in splits["train"]], cfg.source_weights)
     if resume and not (out_dir / "last.pt").is_file():
         raise FileNotFoundError(f"nothing to resume: {out_dir / 'last.pt'} does not exist")
 
@@ -209,6 +212,7 @@ def train_task(
         progress=progress,
         description="decoding train",
     )
+    train_ds.sample_weights = draw_weights
     val_ds = ImageDataset.from_rows(
         splits["val"], task.classes, spec, progress=progress, description="decoding val"
     )

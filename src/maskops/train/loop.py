@@ -135,7 +135,9 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def _train_sampler(ds: ImageDataset, cfg: TrainConfig, num_classes: int) -> Sampler[int]:
     if cfg.balanced_sampling and cfg.class_weighting != "none":
-        return balanced_sampler(ds.labels, num_classes, cfg.class_weighting, seed=cfg.seed)
+        return balanced_sampler(
+            ds.labels, num_classes, cfg.class_weighting, seed=cfg.seed, sample_weights=ds.sample_weights
+        )
     return RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.seed))
 
 
