@@ -6,7 +6,13 @@ import numpy as np
 import onnx
 import pytest
 
-from maskops.export.quantize import compare_accuracy, compress_fp16, quantize_int8
+from maskops.export.quantize import (
+    calibration_sample,
+    compare_accuracy,
+    compress_fp16,
+    float_edge_nodes,
+    quantize_int8,
+)
 from maskops.inference.classifier import OnnxClassifier
 from maskops.types import ModelSpec
 
@@ -26,6 +32,41 @@ def test_static_quantization_writes_qdq_model_and_card(int8_static, exported, sp
     assert card.extra["quantization"]["source"] == exported.name
     assert card.class_names == spec.class_names
     assert "quantized" not in ModelSpec.load(ModelSpec.card_path(exported)).extra
+
+
+def test_first_conv_and_classifier_stay_float(int8_static, exported, tmp_path) -> None:
+    edges = float_edge_nodes(exported)
+    assert len(edges) == 2
+    card = ModelSpec.load(ModelSpec.card_path(int8_static))
+    assert card.extra["quantization"]["float_nodes"] == edges
+
+    def float_weight_ops(path) -> set[str]:
+        graph = onnx.load(str(path)).graph
+        dq_out = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        # a quantized Conv/Gemm reads its weight from a DequantizeLinear; a float one from an initializer
+        return {
+            n.op_type
+            for n in graph.node
+            if n.op_type in ("Conv", "Gemm", "MatMul") and n.input[1] not in dq_out
+        }
+
+    assert float_weight_ops(int8_static) == {"Conv", "Gemm"} or float_weight_ops(int8_static) == {
+        "Conv",
+        "MatMul",
+    }
+    everything = quantize_int8(
+        exported, tmp_path / "all.onnx", [np.zeros((8, 8, 3), np.uint8)] * 2, float_edges=False
+    )
+    assert float_weight_ops(everything) == set()
+    assert ModelSpec.load(ModelSpec.card_path(everything)).extra["quantization"]["float_nodes"] == []
+
+
+def test_calibration_sample_is_seeded_and_mixed() -> None:
+    items = list(range(100))
+    a = calibration_sample(items, 10)
+    assert a == calibration_sample(items, 10) and len(set(a)) == 10
+    assert a != items[:10]
+    assert calibration_sample(items[:5], 10) == items[:5]
 
 
 def test_compare_accuracy_reports_the_change(int8_static, exported, images) -> None:

@@ -71,10 +71,13 @@ def register(app: typer.Typer) -> None:
                 console.print(f"[red]parity check failed:[/red] {exc}", soft_wrap=True)
             report["parity"] = parity.to_dict()
             if int8 and not failed:
-                from maskops.export.quantize import compare_accuracy, quantize_int8
+                from maskops.export.quantize import calibration_sample, compare_accuracy, quantize_int8
 
                 q_path = quantize_int8(
-                    path, path.with_name(f"{path.stem}_int8.onnx"), images[:calibration_n], spec
+                    path,
+                    path.with_name(f"{path.stem}_int8.onnx"),
+                    calibration_sample(images, calibration_n),
+                    spec,
                 )
                 report["int8"] = {
                     "onnx": str(q_path),

@@ -2,7 +2,11 @@
 
 Static QDQ quantization (per-channel weights, activations calibrated on real preprocessed crops) is
 the default: for a convolutional network it is both the fastest int8 form in ONNX Runtime's CPU
-provider and the closest to fp32. Dynamic quantization (weights only, activations quantized at run
+provider and the closest to fp32. The network's first convolution (raw pixels in) and its final
+classifier layer (logits out) stay in float by default: they cost little time and most of the error
+(80 px facemask model, test crops: argmax agreement with fp32 0.970 -> 0.982, val 0.986 -> 0.998).
+Calibration images are drawn at random (seeded) from what the caller gives, so a class-sorted
+manifest still calibrates on every class. Dynamic quantization (weights only, activations quantized at run
 time) needs no calibration data and is kept as the fallback.
 """
 
@@ -57,6 +61,24 @@ def _calibration_reader(input_name: str, batches: list[np.ndarray]) -> Any:
     return _Reader()
 
 
+def calibration_sample(images: Sequence[Any], n: int, seed: int = 0) -> list[Any]:
+    """``n`` items drawn without replacement (seeded) from ``images``, in a fixed order; all when fewer."""
+    if len(images) <= n:
+        return list(images)
+    idx = np.random.default_rng(seed).permutation(len(images))[:n]
+    return [images[int(i)] for i in idx]
+
+
+def float_edge_nodes(onnx_path: str | Path) -> list[str]:
+    """Names of the first ``Conv`` and the last ``Gemm``/``MatMul`` node (graph order) of a model."""
+    import onnx
+
+    nodes = onnx.load(str(onnx_path), load_external_data=False).graph.node
+    first = next((n.name for n in nodes if n.op_type == "Conv"), None)
+    last = next((n.name for n in reversed(nodes) if n.op_type in ("Gemm", "MatMul")), None)
+    return [name for name in (first, last) if name]
+
+
 def quantize_int8(
     onnx_path: str | Path,
     out_path: str | Path,
@@ -66,6 +88,7 @@ def quantize_int8(
     method: QuantMethod = "static",
     per_channel: bool = True,
     calibration_batch_size: int = 16,
+    float_edges: bool = True,
 ) -> Path:
     """Quantize an fp32 ONNX classifier to int8 and write its card beside the new file.
 
@@ -78,6 +101,7 @@ def quantize_int8(
         method: ``"static"`` (QDQ, calibrated) or ``"dynamic"`` (weights only).
         per_channel: per-output-channel weight scales (more accurate for depthwise convolutions).
         calibration_batch_size: images per calibration batch.
+        float_edges: keep the first convolution and the last Gemm/MatMul in float (static only).
 
     Returns:
         The path of the int8 model. Its card is ``spec`` with ``extra["quantized"] = "int8"`` and
@@ -109,7 +133,9 @@ def quantize_int8(
         # Shape inference + graph optimisation first, as ONNX Runtime recommends before quantizing.
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=False)
+        excluded: list[str] = []
         if method == "static":
+            excluded = float_edge_nodes(prepared) if float_edges else []
             input_name = (
                 ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()[0].name
             )
@@ -126,6 +152,7 @@ def quantize_int8(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=excluded,
             )
         else:
             quantize_dynamic(
@@ -140,6 +167,7 @@ def quantize_int8(
             "method": method,
             "per_channel": per_channel,
             "calibration_images": len(calibration_images_bgr) if method == "static" else 0,
+            "float_nodes": excluded,
             "source": onnx_path.name,
         },
     }

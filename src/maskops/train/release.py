@@ -102,7 +102,12 @@ def release(
 
     from maskops.data.samples import split_sample
     from maskops.export.onnx import check_parity, export_onnx
-    from maskops.export.quantize import compare_accuracy, compress_fp16, quantize_int8
+    from maskops.export.quantize import (
+        calibration_sample,
+        compare_accuracy,
+        compress_fp16,
+        quantize_int8,
+    )
 
     if weights not in WEIGHT_FORMS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHT_FORMS)}, got {weights!r}")
@@ -122,7 +127,9 @@ def release(
     quant: dict[str, Any] = {}
     if weights != "fp32":
         if weights == "int8":
-            shipped = quantize_int8(fp32, out_dir / "model_int8.onnx", val_images[:CALIBRATION_IMAGES], spec)
+            shipped = quantize_int8(
+                fp32, out_dir / "model_int8.onnx", calibration_sample(val_images, CALIBRATION_IMAGES), spec
+            )
         else:
             shipped = compress_fp16(fp32, out_dir / "model_fp16.onnx", spec)
         quant = {
