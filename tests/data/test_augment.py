@@ -18,21 +18,7 @@ def _face_like(h: int = 40, w: int = 36, gray: bool = False) -> np.ndarray:
     return img[..., 1].copy() if gray else img
 
 
-ALL_OFF = dict.fromkeys(
-    (
-        "hflip",
-        "crop",
-        "rotate",
-        "downscale",
-        "color",
-        "low_light",
-        "blur",
-        "motion_blur",
-        "jpeg",
-        "grayscale",
-    ),
-    0.0,
-)
+ALL_OFF = dict.fromkeys(aug._PROBABILITIES, 0.0)
 
 
 @pytest.mark.parametrize(

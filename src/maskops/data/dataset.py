@@ -162,13 +162,23 @@ def class_counts(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.nda
     return np.bincount(np.asarray(labels, np.int64), minlength=num_classes)[:num_classes]
 
 
-def class_weights(labels: Sequence[int] | np.ndarray, num_classes: int, mode: Weighting) -> np.ndarray:
+def class_weights(
+    labels: Sequence[int] | np.ndarray,
+    num_classes: int,
+    mode: Weighting,
+    *,
+    sample_weights: np.ndarray | None = None,
+) -> np.ndarray:
     """Per-class weights ``1/freq`` (``inverse``), ``1/sqrt(freq)`` (``sqrt_inverse``) or ones.
 
     Normalised so that the average weight over the samples is 1 (the loss scale is unchanged).
-    Classes without samples get weight 0.
+    Classes without samples get weight 0. With ``sample_weights`` a class's frequency is the sum of
+    its samples' weights.
     """
-    counts = class_counts(labels, num_classes).astype(np.float64)
+    labels = np.asarray(labels, np.int64)
+    counts = np.bincount(labels, weights=sample_weights, minlength=num_classes)[:num_classes].astype(
+        np.float64
+    )
     if mode == "none":
         return np.ones(num_classes, np.float32)
     if mode not in ("sqrt_inverse", "inverse"):
@@ -200,26 +210,18 @@ def balanced_sampler(
         ValueError: ``sample_weights`` of the wrong length, negative, or zero for a whole class.
     """
     labels = np.asarray(labels, np.int64)
-    if sample_weights is None:
-        w = class_weights(labels, num_classes, mode)[labels]
-    else:
+    sw = None
+    if sample_weights is not None:
         sw = np.asarray(sample_weights, np.float64)
         if sw.shape != labels.shape or (sw < 0).any():
             raise ValueError(
                 f"sample_weights must be {len(labels)} non-negative numbers, got shape {sw.shape}"
             )
-        eff = np.bincount(labels, weights=sw, minlength=num_classes)[:num_classes]
-        present = class_counts(labels, num_classes) > 0
-        if (present & (eff <= 0)).any():
+        weighted = np.bincount(labels, weights=sw, minlength=num_classes)[:num_classes]
+        if ((class_counts(labels, num_classes) > 0) & (weighted <= 0)).any():
             raise ValueError("sample_weights leave a class with no weight")
-        cw = np.zeros(num_classes, np.float64)
-        if mode == "none":
-            cw[present] = 1.0
-        elif mode == "inverse":
-            cw[present] = 1.0 / eff[present]
-        else:
-            cw[present] = 1.0 / np.sqrt(eff[present])
-        w = cw[labels] * sw
-    w = np.asarray(w, np.float64)
+    w = class_weights(labels, num_classes, mode, sample_weights=sw)[labels].astype(np.float64)
+    if sw is not None:
+        w *= sw
     gen = torch.Generator().manual_seed(int(seed))
     return WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(labels), True, generator=gen)
