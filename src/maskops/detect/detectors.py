@@ -168,8 +168,9 @@ class YuNetDetector(FaceDetector):
         """
         h, w = image.shape[:2]
         pad_h, pad_w = (h - 1) // 32 * 32 + 32, (w - 1) // 32 * 32 + 32
-        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)
-        blob[0, :, :h, :w] = image.transpose(2, 0, 1)
+        if (pad_h, pad_w) != (h, w):  # zero padding on the uint8 image: cheaper than on the float blob
+            image = cv2.copyMakeBorder(image, 0, pad_h - h, 0, pad_w - w, cv2.BORDER_CONSTANT, value=0)
+        blob = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
         out = self._session.run(None, {self._input: blob})
         rows: list[np.ndarray] = []
         for i, stride in enumerate(YUNET_STRIDES):

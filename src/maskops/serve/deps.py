@@ -21,17 +21,19 @@ _api_key_header = APIKeyHeader(
 _bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
 
 
-def get_service(request: Request) -> MaskService:
+async def get_service(request: Request) -> MaskService:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
-def get_settings(request: Request) -> ServeSettings:
+async def get_settings(request: Request) -> ServeSettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_keys(request: Request) -> KeyStore:
+async def get_keys(request: Request) -> KeyStore:
     return request.app.state.keys  # type: ignore[no-any-return]
 
+
+# async: FastAPI runs a plain ``def`` dependency in a thread, a hop that costs more than the lookup
 
 ServiceDep = Annotated[MaskService, Depends(get_service)]
 KeysDep = Annotated[KeyStore, Depends(get_keys)]

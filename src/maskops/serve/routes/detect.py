@@ -11,7 +11,7 @@ from maskops.serve.deps import PredictCaller, ServiceDep
 from maskops.serve.errors import IMAGE_ERRORS, ApiError
 from maskops.serve.images import ImageRejected
 from maskops.serve.routes.common import detect_result, error_info, model_ref, request_id, to_api_error
-from maskops.serve.schemas import BatchItem, BatchResponse, DetectResponse
+from maskops.serve.schemas import BatchItem, BatchResponse, DetectResponse, DetectResult
 from maskops.serve.service import DetectOptions, DetectOutcome, MaskService, ModelSet, ServiceUnavailable
 from maskops.serve.uploads import BATCH_BODY, IMAGE_BODY, Upload, read_images
 
@@ -46,7 +46,9 @@ async def detect_one(
             service.metrics.observe_image("rejected")
         raise to_api_error(exc) from None
     result = detect_result(out)
-    return DetectResponse(request_id=request_id(request), model=model_ref(out.model), **result.model_dump())
+    # the validated fields as they are: no dump and re-validation of every face
+    fields = {name: getattr(result, name) for name in DetectResult.model_fields}
+    return DetectResponse(request_id=request_id(request), model=model_ref(out.model), **fields)
 
 
 async def _detect_entry(
