@@ -95,6 +95,36 @@ class CropConfig(BaseModel):
     )
 
 
+# where a synthetic mask sits -> the class it makes (maskops.data.synth)
+PLACEMENT_LABELS: dict[str, str] = {
+    "correct": "with_mask",
+    "under_nose": "mask_weared_incorrect",
+    "chin": "mask_weared_incorrect",
+}
+
+
+class SynthConfig(BaseModel):
+    """Synthetic masks painted on unmasked training faces (``maskops.data.synth``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_label: str = Field(default="without_mask", description="the class whose faces get a mask painted on")
+    placements: dict[Literal["correct", "under_nose", "chin"], int] = Field(
+        description="crops to make per placement: correct -> with_mask, under_nose/chin -> mask_weared_incorrect"
+    )
+    min_face_px: int = Field(
+        default=40, ge=16, description="source crops with a shorter side below this are skipped"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SynthConfig:
+        bad = {k: v for k, v in self.placements.items() if v < 0}
+        if bad:
+            raise ValueError(f"placement counts must be >= 0, got {bad}")
+        return self
+
+
 class TrainConfig(BaseModel):
     """Training defaults of a task; the CLI and ``--config`` override them."""
 
@@ -146,6 +176,7 @@ class TaskConfig(BaseModel):
     crops: CropConfig = Field(default_factory=CropConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     grayscale: bool = False
+    synthetic: SynthConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:
@@ -157,6 +188,11 @@ class TaskConfig(BaseModel):
                 raise ValueError(
                     f"source {src.name!r}: label_map targets {bad} are not task classes {self.classes}"
                 )
+        if self.synthetic is not None:
+            wanted = {self.synthetic.from_label} | {PLACEMENT_LABELS[p] for p in self.synthetic.placements}
+            missing = sorted(wanted - set(self.classes))
+            if missing:
+                raise ValueError(f"synthetic: labels {missing} are not task classes {self.classes}")
         return self
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import cv2
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from datagen import pattern_image, voc_xml, write_image
 
-from maskops.config import CropConfig, Settings, SourceConfig, SplitConfig, TaskConfig
+from maskops.config import CropConfig, Settings, SourceConfig, SplitConfig, SynthConfig, TaskConfig
 from maskops.data.crops import pixel_sha256
 from maskops.data.images import load_image
 from maskops.data.manifest import read_manifest
@@ -226,3 +226,34 @@ def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
     task, _ = _build(tmp_path)
     with pytest.raises(ValueError, match="source 'voc' not found"):
         prepare_task(task, Settings(data_dir=tmp_path / "nowhere", work_dir=tmp_path / "w"), workers=1)
+
+
+def test_synthetic_masks_join_the_manifest_as_train_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import maskops.data.synth as synth
+    import maskops.detect.detectors as detectors
+
+    def landmarks(crop: np.ndarray, detector: object, work_px: int = 160) -> np.ndarray:
+        h, w = crop.shape[:2]  # an upright face filling the crop
+        rel = [[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.72], [0.65, 0.72]]
+        return np.array(rel, np.float32) * [w, h]
+
+    monkeypatch.setattr(synth, "crop_landmarks", landmarks)
+    monkeypatch.setattr(detectors, "create_detector", lambda name, **kw: FakeCountDetector())
+    task, settings = _build(tmp_path)
+    plain = _run(task, settings)
+    plain_rows = read_manifest(plain.manifest_path)
+    task = task.model_copy(
+        update={"synthetic": SynthConfig(placements={"under_nose": 5, "correct": 3}, min_face_px=20)}
+    )
+    report = _run(task, settings)
+    rows = read_manifest(report.manifest_path)
+    made = [r for r in rows if r.source.startswith("synth_")]
+    assert len(rows) == len(plain_rows) + 8 and report.manifest_hash != plain.manifest_hash
+    assert Counter(r.label for r in made) == {"mask_weared_incorrect": 5, "with_mask": 3}
+    assert {r.split for r in made} == {"train"}
+    train_groups = {r.group for r in plain_rows if r.split == "train" and r.label == "without_mask"}
+    assert {r.group for r in made} <= train_groups
+    assert report.summary["synthetic"]["made"] == {"under_nose": 5, "correct": 3}
+    assert _run(task, settings).manifest_hash == report.manifest_hash  # same files, same hash

@@ -28,7 +28,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -579,6 +579,27 @@ def _assign(
     }
 
 
+def _synthetic_rows(
+    rows: list[ManifestRow],
+    task: TaskConfig,
+    out_dir: Path,
+    summary: dict[str, Any],
+) -> list[ManifestRow]:
+    """``task.synthetic``'s painted crops (``maskops.data.synth``), with absolute source paths."""
+    from maskops.data.synth import synthesize_rows
+
+    assert task.synthetic is not None
+    absolute = [replace(r, path=str(out_dir / r.path)) if not Path(r.path).is_absolute() else r for r in rows]
+    from maskops.detect.detectors import create_detector
+
+    # landmarks are needed: always YuNet, whatever detector cut the crops
+    det = create_detector("yunet", score_threshold=0.5, upscale=1.0)
+    made, figures = synthesize_rows(absolute, out_dir, task.synthetic, det, task.classes)
+    summary["synthetic"] = figures
+    log.info("synthetic masks: %s from %d usable faces", figures["made"], figures["usable"])
+    return made
+
+
 def prepare_task(
     task: TaskConfig,
     settings: Settings,
@@ -665,6 +686,8 @@ def prepare_task(
                     box=ex["box"],
                 )
             )
+    if task.synthetic is not None and any(task.synthetic.placements.values()):
+        rows.extend(_synthetic_rows(rows, task, out_dir, summary))
     rows.sort(key=lambda r: (SPLIT_ORDER.index(r.split), r.label, r.group, r.path))
     manifest_path = out_dir / "manifest.csv"
     digest = write_manifest(rows, manifest_path)
