@@ -10,7 +10,7 @@ import torch
 
 from maskops.config import TrainConfig
 from maskops.train.api import resolve_config
-from maskops.train.loop import make_scheduler
+from maskops.train.loop import FitResult, make_scheduler
 from maskops.train.tracking import artifact_location, flatten, numeric_metrics, resolve_tracking_uri
 
 
@@ -76,3 +76,14 @@ def test_tracking_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert flatten({"a": {"b": 1, "c": {}}, "d": [1, 2]}) == {"a.b": "1", "a.c": "{}", "d": "[1, 2]"}
     got = numeric_metrics({"x": 1, "y": {"z": 0.5, "n": None, "nan": float("nan"), "ok": True}, "l": [1]})
     assert got == {"x": 1.0, "y.z": 0.5}
+
+
+def test_resumed_seconds_count_only_the_epochs_before_the_resume() -> None:
+    history = [
+        {"epoch": 1.0, "epoch_seconds": 2.0},
+        {"epoch": 2.0, "epoch_seconds": 3.0},
+        {"epoch": 3.0, "epoch_seconds": 5.0},
+    ]
+    fit = FitResult(Path("b"), Path("l"), 3, 0.5, 3, False, history, resumed_epochs=2)
+    assert fit.resumed_seconds == 5.0
+    assert FitResult(Path("b"), Path("l"), 3, 0.5, 3, False, history).resumed_seconds == 0.0

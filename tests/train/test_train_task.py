@@ -133,6 +133,8 @@ def test_resume_after_interrupt_matches_uninterrupted_run(
     monkeypatch.setattr(ImageDataset, "__getitem__", original)
     resumed = _train(toy_task, cfg, toy_manifest, out, uri, resume=True, plots=False)
     assert resumed.run_id == run_id and resumed.epochs == 3
+    # the training time counts epoch 1, done before the interrupt
+    assert resumed.seconds >= sum(h["epoch_seconds"] for h in resumed.history)
     assert client.get_run(run_id).info.status == "FINISHED"
     assert sorted(m.step for m in client.get_metric_history(run_id, "val_macro_f1")) == [1, 2, 3]
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in reference.history]

@@ -328,7 +328,8 @@ def train_task(
                     tracker.log_artifact(p, "plots")
             except Exception:  # a plot must never lose a finished training
                 logger.exception("could not write the plots")
-        result.seconds = time.perf_counter() - t_start
+        # a resumed run counts the epochs done before the resume too (MLflow keeps the last value)
+        result.seconds = fitted.resumed_seconds + time.perf_counter() - t_start
         tracker.log_metrics({"train_seconds": result.seconds}, step=fitted.epochs_run)
         if on_finish is not None:
             on_finish(result, model)

@@ -61,6 +61,7 @@ class FitResult:
         epochs_run: epochs completed in total (including those before a resume).
         stopped_early: patience ran out before ``cfg.epochs``.
         history: per-epoch metrics.
+        resumed_epochs: epochs restored from a checkpoint (done before this call).
     """
 
     best_path: Path
@@ -70,6 +71,12 @@ class FitResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_epochs: int = 0
+
+    @property
+    def resumed_seconds(self) -> float:
+        """Training time of the epochs done before a resume (their ``epoch_seconds``)."""
+        return sum(float(h.get("epoch_seconds", 0.0)) for h in self.history[: self.resumed_epochs])
 
 
 def seed_everything(seed: int) -> None:
@@ -231,6 +238,7 @@ def fit(
 
     start_epoch, best_metric, best_epoch, since_best = 0, -math.inf, 0, 0
     history: list[dict[str, float]] = []
+    resumed_epochs = 0
     finished = False
     if resume:
         if not last_path.is_file():
@@ -246,6 +254,7 @@ def fit(
         best_epoch, since_best = int(es.get("best_epoch", 0)), int(es.get("since_best", 0))
         finished = bool(es.get("finished", False))
         history = list(state.get("history", []))
+        resumed_epochs = len(history)
         logger.info(
             "resuming from %s after epoch %d (best %s score %.4f)",
             last_path,
@@ -365,4 +374,5 @@ def fit(
         epochs_run=epoch,
         stopped_early=stopped_early,
         history=history,
+        resumed_epochs=resumed_epochs,
     )
