@@ -112,6 +112,32 @@ def test_register_sets_challenger_and_metric_tags(store) -> None:
     assert rows[0].run_id
 
 
+def test_a_trained_card_promotes_on_its_val_figures(store) -> None:
+    # maskops train writes {"val": ..., "test": ...}; the gate must see val's figures, not none
+    client = store["client"]
+    versions = []
+    for val_f1, test_f1, bias in ((0.80, 0.95, 0.0), (0.85, 0.70, 1.0)):
+        run = client.create_run(store["experiment"])
+        metrics = {
+            "val": _metrics(val_f1, [0.97, 0.90, 0.60]),
+            "test": _metrics(test_f1, [0.90, 0.90, 0.90]),
+        }
+        path = _write_model(store["root"] / "src" / run.info.run_id, bias, metrics)
+        versions.append(register_onnx_model(run.info.run_id, path, "t_card", tracking_uri=store["uri"]))
+        client.set_terminated(run.info.run_id)
+        if len(versions) == 1:
+            assert promote("t_card", tracking_uri=store["uri"]).promoted  # first champion
+    tags = client.get_model_version("t_card", str(versions[1])).tags
+    assert float(tags["macro_f1"]) == pytest.approx(0.85)
+    assert float(tags["test.macro_f1"]) == pytest.approx(0.70)
+    assert float(tags["test.recall/mask_weared_incorrect"]) == pytest.approx(0.90)
+    assert list_versions("t_card", tracking_uri=store["uri"])[0].macro_f1 == pytest.approx(0.85)
+    # better on val (test is worse, and is not looked at): promoted
+    decision = promote("t_card", tracking_uri=store["uri"])
+    assert decision.promoted, decision.reasons
+    assert get_alias("t_card", "champion", tracking_uri=store["uri"]) == versions[1]
+
+
 def test_promotion_life_cycle_with_refusal_and_rollback(store) -> None:
     uri, task = store["uri"], "t_cycle"
     v1 = _register(store, task, 0.90, [0.97, 0.90, 0.81], bias=1.0)

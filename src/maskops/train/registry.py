@@ -83,6 +83,23 @@ def _is_missing(exc: Exception) -> bool:
     return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower()
 
 
+def card_metric_tags(metrics: dict[str, Any]) -> dict[str, str]:
+    """A card's metrics as version tags, with the promotion figures flat.
+
+    ``maskops train`` writes ``{"val": {...}, "test": {...}}``: each split is tagged with its
+    prefix (``test.macro_f1``, ``test.recall/with_mask``) and the *val* figures also flat
+    (``macro_f1``, ``recall/<class>``), which the promotion gate and ``models list`` read; test
+    figures never decide a promotion. A card with flat metrics is tagged as it is.
+    """
+    splits = {k: v for k, v in metrics.items() if k in ("val", "test") and isinstance(v, dict)}
+    if not splits:
+        return metric_tags(metrics)
+    tags = {f"{split}.{k}": v for split, figures in splits.items() for k, v in metric_tags(figures).items()}
+    if "val" in splits:
+        tags.update(metric_tags(splits["val"]))
+    return tags
+
+
 def metric_tags(metrics: dict[str, Any]) -> dict[str, str]:
     """Flatten card metrics to version tags.
 
@@ -191,7 +208,7 @@ def register_onnx_model(
         client.create_registered_model(task_name, description=f"maskops classifier for task {task_name!r}")
 
     tags = {
-        **metric_tags(card.metrics),
+        **card_metric_tags(card.metrics),
         "task": card.task,
         "architecture": card.architecture,
         "input_size": f"{card.input_size[0]}x{card.input_size[1]}",
