@@ -230,8 +230,8 @@ def synthesize_rows(
     Sources are the ``train`` rows of ``from_label`` whose crop's shorter side is at least
     ``min_face_px`` and whose landmarks the detector finds. Each placement takes ``count`` of them
     (a source serves one placement; when there are too few, they are reused with another draw).
-    The new crops go to ``<out_dir>/synth/<placement>/`` with source ``synth_<placement>:<source>``; each row keeps its source's group (so a
-    synthetic face never crosses splits) and names the source crop as ``parent``. The output
+    The new crops go to ``<out_dir>/synth/<placement>/`` with source ``synth_<placement>:<source>``;
+    each row keeps its source's group (so a synthetic face never crosses splits) and names the source crop as ``parent``. The output
     depends only on the rows, the config and the detector, not on their order.
     """
     for placement in config.placements:
@@ -276,15 +276,15 @@ def synthesize_rows(
     cursor = 0
     for placement, count in sorted(config.placements.items()):
         for k in range(count):
-            r, image, lm = usable[order[(cursor + k) % len(usable)]]
-            rng = row_rng(config.seed, f"{r.sha256}:{placement}:{(cursor + k) // len(usable)}")
+            pass_no, pos = divmod(cursor + k, len(usable))  # pass_no > 0: a source reused
+            r, image, lm = usable[order[pos]]
+            rng = row_rng(config.seed, f"{r.sha256}:{placement}:{pass_no}")
             try:
                 painted = draw_mask(image, lm, placement, rng)  # type: ignore[arg-type]
             except ValueError:
                 skipped["draw_failed"] += 1
                 continue
-            stem = Path(r.path).stem
-            rel = Path("synth") / placement / f"{stem}_{(cursor + k) // len(usable)}.png"
+            rel = Path("synth") / placement / f"{Path(r.path).stem}_{pass_no}.png"
             write_atomic(out_dir / rel, encode_png(painted))
             out.append(
                 ManifestRow(
