@@ -7,6 +7,7 @@ with the model's ``ModelSpec``, so the input pipeline is declared once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -47,6 +48,16 @@ def normalize(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+@lru_cache(maxsize=8)
+def _lookup(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: ``normalize``'s value for each channel and uint8 level, computed the same way."""
+    levels = np.arange(256, dtype=np.uint8)[:, None].astype(np.float32)
+    table = (levels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    table = np.ascontiguousarray(table.T)
+    table.setflags(write=False)
+    return table
+
+
 def preprocess(images_bgr: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
     """OpenCV BGR crops -> an NCHW float32 batch for the model described by ``spec``.
 
@@ -61,9 +72,21 @@ def preprocess(images_bgr: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
     if len(images_bgr) == 0:
         return np.zeros((0, 3, h, w), np.float32)
     grayscale = spec.color == "gray"
+    # a table lookup per channel gives normalize()'s float32 values bit for bit, straight into the
+    # NCHW batch (no float temporaries, no transpose); a BGR crop is resized as is and its channels
+    # read in reverse (resizing commutes with the BGR -> RGB swap)
+    table = _lookup(tuple(spec.mean), tuple(spec.std))
     batch = np.empty((len(images_bgr), 3, h, w), np.float32)
     for i, img in enumerate(images_bgr):
         if img is None or img.size == 0:
             raise ValueError(f"image {i} is empty")
-        batch[i] = normalize(resize_to(to_rgb(img, grayscale=grayscale), (h, w)), spec)
+        if img.dtype != np.uint8:
+            batch[i] = normalize(resize_to(to_rgb(img, grayscale=grayscale), (h, w)), spec)
+            continue
+        if not grayscale and img.ndim == 3 and img.shape[2] == 3:
+            small, order = resize_to(img, (h, w)), (2, 1, 0)
+        else:
+            small, order = resize_to(to_rgb(img, grayscale=grayscale), (h, w)), (0, 1, 2)
+        for c, src in enumerate(order):
+            np.take(table[c], small[:, :, src], out=batch[i, c])
     return batch
