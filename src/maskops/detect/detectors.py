@@ -170,7 +170,11 @@ class YuNetDetector(FaceDetector):
         pad_h, pad_w = (h - 1) // 32 * 32 + 32, (w - 1) // 32 * 32 + 32
         if (pad_h, pad_w) != (h, w):  # zero padding on the uint8 image: cheaper than on the float blob
             image = cv2.copyMakeBorder(image, 0, pad_h - h, 0, pad_w - w, cv2.BORDER_CONSTANT, value=0)
-        blob = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+        # planes split by OpenCV, then widened to float32 one plane at a time: half the time of a
+        # strided numpy transpose-and-cast, the same values
+        blob = np.empty((1, 3, pad_h, pad_w), np.float32)
+        for c, plane in enumerate(cv2.split(image)):
+            blob[0, c] = plane
         out = self._session.run(None, {self._input: blob})
         rows: list[np.ndarray] = []
         for i, stride in enumerate(YUNET_STRIDES):
