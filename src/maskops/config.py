@@ -155,6 +155,14 @@ class TrainConfig(BaseModel):
         "unlisted sources weigh 1; applies with balanced_sampling",
     )
     label_smoothing: float = Field(default=0.05, ge=0, lt=1)
+    ema_decay: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="exponential moving average of the weights (and BatchNorm statistics) with this decay "
+        "per step, warmed up as min(decay, (1 + n) / (10 + n)); validation, selection and export use the "
+        "average; 0 = off",
+    )
     decision_bias: bool = Field(
         default=False,
         description="fit a per-class logit bias on validation that maximises macro-F1 and bake it into "

@@ -87,3 +87,28 @@ def test_resumed_seconds_count_only_the_epochs_before_the_resume() -> None:
     fit = FitResult(Path("b"), Path("l"), 3, 0.5, 3, False, history, resumed_epochs=2)
     assert fit.resumed_seconds == 5.0
     assert FitResult(Path("b"), Path("l"), 3, 0.5, 3, False, history).resumed_seconds == 0.0
+
+
+def test_weight_average_follows_the_warmed_up_decay() -> None:
+    from maskops.train.loop import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1, bias=False), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    ema = WeightAverage(model, 0.9)
+    expected = 1.0
+    for step, value in enumerate([3.0, 5.0, -1.0, 2.0] + [4.0] * 30, start=1):
+        with torch.no_grad():
+            model[0].weight.fill_(value)
+            model[1].num_batches_tracked.fill_(step)
+        ema.update(model)
+        d = min(0.9, (1 + step) / (10 + step))
+        expected = d * expected + (1 - d) * value
+        assert float(ema.module[0].weight[0, 0]) == pytest.approx(expected, rel=1e-6)
+        assert int(ema.module[1].num_batches_tracked) == step  # integer buffers are copied
+    assert (1 + 30) / (10 + 30) < 0.9 and ema.updates == 34
+    # the average is a copy: training the model does not move it, and it takes no gradients
+    assert float(model[0].weight[0, 0]) == 4.0 and float(ema.module[0].weight[0, 0]) != 4.0
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    with pytest.raises(ValueError, match="ema_decay"):
+        WeightAverage(model, 1.0)

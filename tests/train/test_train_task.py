@@ -236,3 +236,42 @@ def test_decision_bias_is_baked_into_the_model(
         [x for x in model.modules() if isinstance(x, torch.nn.Linear)][-1].bias,
         [x for x in seen["model"].modules() if isinstance(x, torch.nn.Linear)][-1].bias,
     )
+
+
+def test_weight_average_is_what_is_selected_and_resumes_exactly(
+    tmp_path: Path,
+    toy_task: TaskConfig,
+    toy_cfg: TrainConfig,
+    toy_manifest: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    uri: str,
+) -> None:
+    cfg = toy_cfg.model_copy(update={"epochs": 2, "ema_decay": 0.9})
+    straight = _train(toy_task, cfg, toy_manifest, tmp_path / "straight", uri, plots=False)
+    last = load_checkpoint(straight.out_dir / "last.pt")
+    assert last["ema"]["updates"] > 0
+    # model_state is the average, train_state the trained weights: they differ
+    assert any(not torch.equal(v, last["train_state"][k]) for k, v in last["model_state"].items())
+
+    # Ctrl-C in epoch 2, then --resume: the same average and the same trained weights
+    original = ImageDataset.__getitem__
+    calls = {"n": 0}
+
+    def interrupting(self: ImageDataset, index: int) -> tuple[torch.Tensor, int]:
+        if self.train:
+            calls["n"] += 1
+            if calls["n"] == 16 + 5:
+                raise KeyboardInterrupt
+        return original(self, index)
+
+    monkeypatch.setattr(ImageDataset, "__getitem__", interrupting)
+    out = tmp_path / "interrupted"
+    with pytest.raises(TrainingInterrupted):
+        _train(toy_task, cfg, toy_manifest, out, uri, plots=False)
+    monkeypatch.setattr(ImageDataset, "__getitem__", original)
+    resumed = _train(toy_task, cfg, toy_manifest, out, uri, resume=True, plots=False)
+    assert resumed.epochs == 2
+    again = load_checkpoint(out / "last.pt")
+    for key in ("model_state", "train_state"):
+        for k, v in last[key].items():
+            assert torch.equal(v, again[key][k]), (key, k)

@@ -11,6 +11,7 @@ interrupted and resumed ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -140,6 +141,50 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch)) % 2**63
 
 
+class WeightAverage:
+    """An exponential moving average of a model's parameters and buffers, updated after each step.
+
+    The decay is warmed up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the first
+    epochs are not dominated by the random-head start. Buffers (BatchNorm statistics) are averaged
+    the same way. In a checkpoint the average is ``model_state`` (what validation, selection and the
+    export see) and the trained weights are ``train_state`` (what a resumed run continues from).
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        current = model.state_dict()
+        for name, avg in self.module.state_dict().items():
+            value = current[name].detach()
+            if avg.dtype.is_floating_point:
+                avg.mul_(d).add_(value, alpha=1.0 - d)
+            else:  # e.g. BatchNorm's num_batches_tracked
+                avg.copy_(value)
+
+    def checkpoint_entries(self, model: nn.Module) -> dict[str, Any]:
+        return {
+            "model_state": self.module.state_dict(),
+            "train_state": model.state_dict(),
+            "ema": {"decay": self.decay, "updates": self.updates},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the average from a checkpoint (one written without an average starts it afresh
+        from that checkpoint's weights)."""
+        self.module.load_state_dict(state["model_state"])
+        self.updates = int(state.get("ema", {}).get("updates", 0))
+
+
 def _train_sampler(ds: ImageDataset, cfg: TrainConfig, num_classes: int) -> Sampler[int]:
     if cfg.balanced_sampling and cfg.class_weighting != "none":
         return balanced_sampler(
@@ -236,6 +281,8 @@ def fit(
         optimizer, schedule, cfg.epochs * steps_per_epoch, round(warmup_epochs * steps_per_epoch), cfg.lr
     )
 
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+
     start_epoch, best_metric, best_epoch, since_best = 0, -math.inf, 0, 0
     history: list[dict[str, float]] = []
     resumed_epochs = 0
@@ -244,7 +291,10 @@ def fit(
         if not last_path.is_file():
             raise FileNotFoundError(f"nothing to resume: {last_path} does not exist")
         state = load_checkpoint(last_path)
-        model.load_state_dict(state["model_state"])
+        # with a weight average, model_state is the average and train_state the trained weights
+        model.load_state_dict(state.get("train_state", state["model_state"]))
+        if ema is not None:
+            ema.load_state_dict(state)
         optimizer.load_state_dict(state["optimizer_state"])
         scheduler.load_state_dict(state["scheduler_state"])
         restore_rng(state["rng"])
@@ -264,8 +314,10 @@ def fit(
         )
 
     def checkpoint(epoch: int, done: bool) -> dict[str, Any]:
+        averaged = {} if ema is None else ema.checkpoint_entries(model)
         return {
             "model_state": model.state_dict(),
+            **averaged,
             "spec": spec.to_dict(),
             "config": cfg.model_dump(mode="json"),
             "model_kwargs": dict(model_kwargs or {}),
@@ -297,13 +349,18 @@ def fit(
                     loss.backward()
                     optimizer.step()
                     scheduler.step()
+                    if ema is not None:
+                        ema.update(model)
                     loss_sum += loss.detach().item() * len(y)
                     seen += len(y)
                     lr = optimizer.param_groups[0]["lr"]
                     bar.update(task, advance=1, info=f"loss {loss_sum / seen:.4f} lr {lr:.2e}")
                 train_seconds = time.perf_counter() - t0
                 logits = predict_logits(
-                    model, val_ds, batch_size=max(cfg.batch_size, 64), channels_last=channels_last
+                    model if ema is None else ema.module,
+                    val_ds,
+                    batch_size=max(cfg.batch_size, 64),
+                    channels_last=channels_last,
                 )
                 y_val = val_ds.labels
                 pred = logits.argmax(axis=1)
