@@ -131,6 +131,11 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = "efficientnet_lite0"
+    model_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra keyword options of the model builder (maskops.models.model_options(model) "
+        "lists them), e.g. {pad_for: 224} for efficientnet_lite0; stored in the checkpoint",
+    )
     input_size: int = Field(default=128, ge=16)
     epochs: int = Field(default=12, ge=1)
     batch_size: int = Field(default=64, ge=1)

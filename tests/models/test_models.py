@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from maskops.models import UnknownModelError, _registry, create_model, list_models, register_model
+from maskops.models import (
+    UnknownModelError,
+    _registry,
+    create_model,
+    list_models,
+    model_options,
+    register_model,
+)
 
 SIZE = 32
 
@@ -62,6 +69,35 @@ def test_efficientnet_pretrained_weights_are_loaded() -> None:
     # same ImageNet stem in both (random init would differ), a fresh 3-class head
     assert torch.equal(a._conv_stem.weight, b._conv_stem.weight)
     assert a._fc.out_features == 3
+
+
+def _head_map_side(model: torch.nn.Module, side: int) -> int:
+    seen: list[int] = []
+    hook = model._conv_head.register_forward_hook(lambda _m, _i, out: seen.append(out.shape[-1]))
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, side, side))
+    hook.remove()
+    return seen[0]
+
+
+def test_efficientnet_padding_side_sets_the_last_feature_maps() -> None:
+    # at 80 px the 5x5 map entering block 11 (5x5 kernel, stride 2) is padded (2, 2) for 80 -> 3x3,
+    # or (1, 2) as for 224, the ImageNet size -> 2x2; the stem keeps the same padding either way
+    own = create_model("efficientnet_lite0", num_classes=3, pretrained=False, input_size=80)
+    imagenet = create_model("efficientnet_lite0", num_classes=3, pretrained=False, input_size=80, pad_for=224)
+    assert _head_map_side(own, 80) == 3
+    assert _head_map_side(imagenet, 80) == 2
+    assert own._blocks[11]._depthwise_conv.static_padding.padding == (2, 2, 2, 2)
+    assert imagenet._blocks[11]._depthwise_conv.static_padding.padding == (1, 2, 1, 2)
+    with pytest.raises(ValueError, match="pad_for"):
+        create_model("efficientnet_lite0", num_classes=3, pretrained=False, input_size=80, pad_for=0)
+
+
+def test_model_options_are_the_builder_keywords() -> None:
+    assert model_options("efficientnet_lite0") == ["dropout", "input_size", "pad_for"]
+    assert model_options("tiny_cnn") == ["width"]
+    with pytest.raises(UnknownModelError, match="resnet9000"):
+        model_options("resnet9000")
 
 
 def test_unknown_model_lists_valid_names() -> None:

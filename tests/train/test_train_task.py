@@ -178,6 +178,8 @@ def test_bad_inputs_give_clear_errors(
     out = tmp_path / "run"
     with pytest.raises(ValueError, match=r"unknown model 'resnet9000'.*tiny_cnn"):
         _train(toy_task, toy_cfg.model_copy(update={"model": "resnet9000"}), toy_manifest, out, uri)
+    with pytest.raises(ValueError, match=r"model_options \['widht'\].*tiny_cnn.*valid: width"):
+        _train(toy_task, toy_cfg.model_copy(update={"model_options": {"widht": 8}}), toy_manifest, out, uri)
     with pytest.raises(ValueError, match=r"unknown augment option.*'flip'"):
         _train(toy_task, toy_cfg.model_copy(update={"augment": {"flip": 0.5}}), toy_manifest, out, uri)
     with pytest.raises(ValueError, match=r"no training row has source 'nope'"):

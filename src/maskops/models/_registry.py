@@ -6,6 +6,7 @@ Follows timm: a module-level dict of builder functions; every model is built thr
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from collections.abc import Callable
@@ -64,6 +65,24 @@ def create_model(name: str, num_classes: int, pretrained: bool = True, **kwargs:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     logger.debug("building model %s (num_classes=%d, pretrained=%s)", name, num_classes, pretrained)
     return _MODELS[name](num_classes=num_classes, pretrained=pretrained, **kwargs)
+
+
+def model_options(name: str) -> list[str]:
+    """The builder-specific keyword options of a registered model (beyond ``num_classes`` and
+    ``pretrained``), sorted.
+
+    Raises:
+        UnknownModelError: for an unknown name.
+    """
+    _load_builtin()
+    if name not in _MODELS:
+        raise UnknownModelError(f"unknown model {name!r}; valid models: {', '.join(sorted(_MODELS))}")
+    params = inspect.signature(_MODELS[name]).parameters.values()
+    return sorted(
+        p.name
+        for p in params
+        if p.name not in ("num_classes", "pretrained") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
 
 
 def _load_builtin() -> None:

@@ -146,11 +146,18 @@ def train_task(
     """
     t_start = time.perf_counter()
     from maskops.data.augment import AugmentConfig
-    from maskops.models import UnknownModelError, list_models
+    from maskops.models import UnknownModelError, list_models, model_options
 
     # cheap checks before any decoding
     if cfg.model not in list_models():
         raise UnknownModelError(f"unknown model {cfg.model!r}; valid models: {', '.join(list_models())}")
+    valid_options = [o for o in model_options(cfg.model) if o != "input_size"]
+    unknown = sorted(set(cfg.model_options) - set(valid_options))
+    if unknown:
+        raise ValueError(
+            f"train.model_options {unknown} are not options of model {cfg.model!r} "
+            f"(valid: {', '.join(valid_options) or 'none'}; the input size is train.input_size)"
+        )
     augment_cfg = AugmentConfig.from_dict(cfg.augment)
     schedule = cfg.schedule
     warmup_epochs = float(cfg.warmup_epochs)
@@ -219,7 +226,7 @@ def train_task(
     test_ds = ImageDataset.from_rows(
         splits["test"], task.classes, spec, progress=progress, description="decoding test"
     )
-    model_kwargs = {"input_size": cfg.input_size}
+    model_kwargs = {"input_size": cfg.input_size, **cfg.model_options}
     model = create_model(cfg.model, num_classes=len(task.classes), pretrained=True, **model_kwargs)
 
     run_id_path = out_dir / RUN_ID_FILE
