@@ -51,5 +51,7 @@ def test_every_operation_survives_generated_requests(make_settings: Callable[...
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # schemathesis raises a BaseExceptionGroup; collect them all
-            failures[operation.label] = f"{type(exc).__name__}: {str(exc)[:1500]}"
+            subs = getattr(exc, "exceptions", ())  # e.g. Hypothesis' FlakyFailure: say what failed
+            detail = "".join(f"\n  - {type(e).__name__}: {str(e)[:800]}" for e in subs)
+            failures[operation.label] = f"{type(exc).__name__}: {str(exc)[:1500]}{detail}"
     assert not failures, "\n\n".join(f"{k}\n{v}" for k, v in failures.items())
