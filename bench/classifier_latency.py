@@ -58,6 +58,8 @@ def main() -> None:
     for path in args.models:
         clf = OnnxClassifier(path, num_threads=1)
         name = clf.spec.task
+        if name in info:  # two files of one task side by side (e.g. a candidate and the shipped one)
+            name = f"{name} [{path.parent.name}/{path.stem}]"
         fns[f"{name} e2e"] = partial(clf.predict_proba, [crop])
         session = make_session(path)
         x = preprocess([crop], clf.spec)
