@@ -168,6 +168,11 @@ class TrainConfig(BaseModel):
         "per step, warmed up as min(decay, (1 + n) / (10 + n)); validation, selection and export use the "
         "average; 0 = off",
     )
+    int8_float_nodes: list[str] = Field(
+        default_factory=list,
+        description="regular expressions of node names kept in float by --weights int8, beyond the first "
+        "convolution and the classifier layer (e.g. '/_blocks\\.0/': EfficientNet's first block)",
+    )
     decision_bias: bool = Field(
         default=False,
         description="fit a per-class logit bias on validation that maximises macro-F1 and bake it into "

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 
+from maskops.export.onnx import export_onnx
 from maskops.export.quantize import (
     calibration_sample,
     compare_accuracy,
@@ -14,6 +16,7 @@ from maskops.export.quantize import (
     quantize_int8,
 )
 from maskops.inference.classifier import OnnxClassifier
+from maskops.models import create_model
 from maskops.types import ModelSpec
 
 
@@ -59,6 +62,29 @@ def test_first_conv_and_classifier_stay_float(int8_static, exported, tmp_path) -
     )
     assert float_weight_ops(everything) == set()
     assert ModelSpec.load(ModelSpec.card_path(everything)).extra["quantization"]["float_nodes"] == []
+
+
+def test_float_node_patterns_keep_those_nodes_float(spec: ModelSpec, images, tmp_path) -> None:
+    torch.manual_seed(0)
+    net = create_model("tiny_cnn", num_classes=3, pretrained=False, width=4).eval()  # four convs
+    exported = export_onnx(net, spec, tmp_path / "cnn.onnx")
+    graph = onnx.load(str(exported)).graph
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    assert len(convs) >= 3
+    second = convs[1]
+    out = quantize_int8(exported, tmp_path / "f.onnx", images, float_nodes=[f"^{second}$"])
+    q = onnx.load(str(out)).graph
+    dq_out = {o for n in q.node if n.op_type == "DequantizeLinear" for o in n.output}
+    weight_from_dq = {n.name: n.input[1] in dq_out for n in q.node if n.op_type == "Conv"}
+    assert weight_from_dq[second] is False  # kept float, as the first conv (an edge)
+    assert weight_from_dq[convs[0]] is False
+    assert all(weight_from_dq[c] for c in convs[2:])  # the rest is quantized
+    card = ModelSpec.load(ModelSpec.card_path(out))
+    assert second in card.extra["quantization"]["float_nodes"]
+    with pytest.raises(ValueError, match=r"pattern 'nope' matches no node"):
+        quantize_int8(exported, tmp_path / "g.onnx", images, float_nodes=["nope"])
+    with pytest.raises(ValueError, match="not a regular expression"):
+        quantize_int8(exported, tmp_path / "h.onnx", images, float_nodes=["("])
 
 
 def test_calibration_sample_is_seeded_and_mixed() -> None:

@@ -77,6 +77,7 @@ def register(app: typer.Typer) -> None:
                         promote=promote,
                         ship_dir=settings.models_dir if ship else None,
                         thresholds=dict(DEFAULT_THRESHOLDS) if task_cfg.kind == "detection" else None,
+                        int8_float_nodes=cfg.int8_float_nodes,
                     )
                 )
 

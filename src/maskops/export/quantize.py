@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -80,6 +81,33 @@ def float_edge_nodes(onnx_path: str | Path) -> list[str]:
     return [name for name in (first, last) if name]
 
 
+def matching_nodes(onnx_path: str | Path, patterns: Sequence[str], label: str | Path = "") -> list[str]:
+    """Names of the nodes (graph order) matched by any of ``patterns`` (``re.search``).
+
+    Raises:
+        ValueError: a pattern is not a valid regular expression or matches no node.
+    """
+    import onnx
+
+    if not patterns:
+        return []
+    names = [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node]
+    found: list[str] = []
+    for pattern in patterns:
+        try:
+            rx = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"float node pattern {pattern!r} is not a regular expression: {exc}") from None
+        hits = [n for n in names if rx.search(n)]
+        if not hits:
+            raise ValueError(
+                f"float node pattern {pattern!r} matches no node of {label or onnx_path} "
+                f"(node names look like {names[len(names) // 2]!r})"
+            )
+        found += [n for n in hits if n not in found]
+    return found
+
+
 def quantize_int8(
     onnx_path: str | Path,
     out_path: str | Path,
@@ -90,6 +118,7 @@ def quantize_int8(
     per_channel: bool = True,
     calibration_batch_size: int = 16,
     float_edges: bool = True,
+    float_nodes: Sequence[str] = (),
 ) -> Path:
     """Quantize an fp32 ONNX classifier to int8 and write its card beside the new file.
 
@@ -103,13 +132,17 @@ def quantize_int8(
         per_channel: per-output-channel weight scales (more accurate for depthwise convolutions).
         calibration_batch_size: images per calibration batch.
         float_edges: keep the first convolution and the last Gemm/MatMul in float (static only).
+        float_nodes: regular expressions (``re.search`` on node names) of more nodes to keep in
+            float (static only), e.g. ``/_blocks\\.0/`` for EfficientNet's first block, whose 3x3
+            depthwise convolution on the largest map loses the most to int8.
 
     Returns:
         The path of the int8 model. Its card is ``spec`` with ``extra["quantized"] = "int8"`` and
         the method, calibration size and source file in ``extra["quantization"]``.
 
     Raises:
-        ValueError: unknown method, or static quantization without calibration images.
+        ValueError: unknown method, static quantization without calibration images, or a
+            ``float_nodes`` pattern that names no node of the model.
     """
     import onnxruntime as ort
     from onnxruntime.quantization import (
@@ -137,6 +170,7 @@ def quantize_int8(
         excluded: list[str] = []
         if method == "static":
             excluded = float_edge_nodes(prepared) if float_edges else []
+            excluded += [n for n in matching_nodes(prepared, float_nodes, onnx_path) if n not in excluded]
             input_name = (
                 ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()[0].name
             )

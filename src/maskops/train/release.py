@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ def release(
     ship_dir: Path | None = None,
     thresholds: dict[str, float] | None = None,
     tracking_uri: str | None = None,
+    int8_float_nodes: Sequence[str] = (),
 ) -> ReleaseResult:
     """Export, check, quantize, register and promote the best model of a training run.
 
@@ -94,6 +96,8 @@ def release(
         thresholds: decision thresholds written into the card (e.g. the face pipeline's
             ``min_confidence``, ``min_face_px``); the card's own values win.
         tracking_uri: MLflow store (default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
+        int8_float_nodes: node-name patterns kept in float by ``weights="int8"``
+            (``quantize_int8(float_nodes=...)``).
 
     Raises:
         ParityError: the ONNX export disagrees with torch beyond 1e-4 or on any argmax.
@@ -128,7 +132,11 @@ def release(
     if weights != "fp32":
         if weights == "int8":
             shipped = quantize_int8(
-                fp32, out_dir / "model_int8.onnx", calibration_sample(val_images, CALIBRATION_IMAGES), spec
+                fp32,
+                out_dir / "model_int8.onnx",
+                calibration_sample(val_images, CALIBRATION_IMAGES),
+                spec,
+                float_nodes=int8_float_nodes,
             )
         else:
             shipped = compress_fp16(fp32, out_dir / "model_fp16.onnx", spec)
