@@ -58,13 +58,11 @@ def create_model(name: str, num_classes: int, pretrained: bool = True, **kwargs:
         UnknownModelError: (a ValueError) for an unknown name; the message lists the valid names.
         ValueError: ``num_classes`` < 2.
     """
-    _load_builtin()
-    if name not in _MODELS:
-        raise UnknownModelError(f"unknown model {name!r}; valid models: {', '.join(sorted(_MODELS))}")
+    builder = _builder(name)
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     logger.debug("building model %s (num_classes=%d, pretrained=%s)", name, num_classes, pretrained)
-    return _MODELS[name](num_classes=num_classes, pretrained=pretrained, **kwargs)
+    return builder(num_classes=num_classes, pretrained=pretrained, **kwargs)
 
 
 def model_options(name: str) -> list[str]:
@@ -74,15 +72,20 @@ def model_options(name: str) -> list[str]:
     Raises:
         UnknownModelError: for an unknown name.
     """
-    _load_builtin()
-    if name not in _MODELS:
-        raise UnknownModelError(f"unknown model {name!r}; valid models: {', '.join(sorted(_MODELS))}")
-    params = inspect.signature(_MODELS[name]).parameters.values()
+    params = inspect.signature(_builder(name)).parameters.values()
     return sorted(
         p.name
         for p in params
         if p.name not in ("num_classes", "pretrained") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     )
+
+
+def _builder(name: str) -> Callable[..., Any]:
+    """The registered builder of ``name``; ``UnknownModelError`` lists the valid names."""
+    _load_builtin()
+    if name not in _MODELS:
+        raise UnknownModelError(f"unknown model {name!r}; valid models: {', '.join(sorted(_MODELS))}")
+    return _MODELS[name]
 
 
 def _load_builtin() -> None:

@@ -146,11 +146,9 @@ def train_task(
     """
     t_start = time.perf_counter()
     from maskops.data.augment import AugmentConfig
-    from maskops.models import UnknownModelError, list_models, model_options
+    from maskops.models import model_options
 
-    # cheap checks before any decoding
-    if cfg.model not in list_models():
-        raise UnknownModelError(f"unknown model {cfg.model!r}; valid models: {', '.join(list_models())}")
+    # cheap checks before any decoding (an unknown model raises UnknownModelError, naming the valid ones)
     valid_options = [o for o in model_options(cfg.model) if o != "input_size"]
     unknown = sorted(set(cfg.model_options) - set(valid_options))
     if unknown:
