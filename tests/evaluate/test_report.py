@@ -13,6 +13,7 @@ from maskops.evaluate.report import (
     build_classification_report,
     size_bucket,
     slice_metrics,
+    top_errors,
     write_detection_report,
     write_report,
 )
@@ -91,6 +92,53 @@ def test_build_and_write_classification_report(tmp_path) -> None:  # type: ignor
     assert set(data["slices"]["size"]) == {"<24px", "24-48px", ">=48px"}
     md = paths["markdown"].read_text()
     assert "mask_weared_incorrect" in md and "ECE before calibration" in md and "Slice: size" in md
+
+
+def test_top_errors_hand_computed() -> None:
+    y = np.array([0, 1, 2, 0, 1])
+    p = np.array(
+        [
+            [0.9, 0.05, 0.05],  # right
+            [0.6, 0.3, 0.1],  # wrong, 0.6
+            [0.1, 0.8, 0.1],  # wrong, 0.8
+            [0.2, 0.2, 0.6],  # wrong, 0.6 (tie with row 1: sample order kept)
+            [0.1, 0.85, 0.05],  # right
+        ]
+    )
+    assert top_errors(y, p).tolist() == [2, 1, 3]
+    assert top_errors(y, p, k=2).tolist() == [2, 1]
+    assert top_errors(y[:0], p[:0]).tolist() == []
+
+
+def test_report_lists_mistakes_with_a_gallery(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import cv2
+
+    y = np.array([0, 1, 1, 0])
+    p = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.45, 0.55]])
+    names = []
+    for i in range(4):
+        path = tmp_path / f"img{i}.png"
+        cv2.imwrite(str(path), np.full((12 + i, 10, 3), 40 * i, np.uint8))
+        names.append(str(path))
+    report = build_classification_report(y, p, ["a", "b"], sample_names=names)
+    assert [e["sample"] for e in report.errors] == [names[1], names[3]]
+    assert report.errors[0] == {
+        "sample": names[1],
+        "true": "b",
+        "predicted": "a",
+        "confidence": 0.7,
+        "p_true": 0.3,
+    }
+    paths = write_report(report, tmp_path / "rep")
+    assert paths["errors"].read_bytes()[:8] == PNG_MAGIC
+    assert json.loads(paths["json"].read_text())["errors"][1]["predicted"] == "b"
+    assert "Most confident mistakes (2 shown" in paths["markdown"].read_text()
+    # samples that are not readable images: the list stays, no gallery is written
+    report = build_classification_report(y, p, ["a", "b"], sample_names=["x", "y", "z", "w"])
+    paths = write_report(report, tmp_path / "rep2")
+    assert "errors" not in paths and not (tmp_path / "rep2" / "errors.png").exists()
+    with pytest.raises(ValueError, match="sample_names has 3 names but there are 4 samples"):
+        build_classification_report(y, p, ["a", "b"], sample_names=names[:3])
 
 
 def test_report_rejects_bad_slice_length() -> None:

@@ -122,8 +122,11 @@ def test_evaluate_classifier_end_to_end(setup, tmp_path: Path) -> None:  # type:
     assert run.report.ece_before is not None and run.report.ece_before != run.report.ece_after
     assert set(run.report.slices["size"]) == {"<24px", "24-48px", ">=48px"}
     assert sum(v["n"] for v in run.report.slices["brightness"].values()) == 60
-    for name in ("markdown", "json", "confusion_matrix", "roc", "pr", "reliability", "skipped"):
+    for name in ("markdown", "json", "confusion_matrix", "roc", "pr", "reliability", "skipped", "errors"):
         assert run.paths[name].is_file()
+    wrong = int((y != pred).sum())
+    assert len(run.report.errors) == min(wrong, 48) and wrong > 0
+    assert all(Path(e["sample"]).is_file() and e["true"] != e["predicted"] for e in run.report.errors)
 
 
 def test_fit_temperature_on_val(setup) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from maskops.evaluate.calibration import ReliabilityBins
 __all__ = [
     "plot_confusion_matrix",
     "plot_detection_pr",
+    "plot_error_gallery",
     "plot_pr_curves",
     "plot_reliability",
     "plot_roc_curves",
@@ -140,4 +141,43 @@ def plot_detection_pr(
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
+    return _save(fig, path)
+
+
+def plot_error_gallery(
+    errors: Sequence[Mapping[str, Any]], path: str | Path, columns: int = 8
+) -> Path | None:
+    """Contact sheet of misclassified images: each titled ``true -> predicted (confidence)``.
+
+    Args:
+        errors: ``ClassificationReport.errors`` entries; ``sample`` must be an image path.
+        path: the PNG to write.
+        columns: images per row.
+
+    Returns:
+        The path, or ``None`` when no sample could be read as an image (nothing is written).
+    """
+    import cv2
+
+    tiles = []
+    for e in errors:
+        img = cv2.imread(str(e["sample"]), cv2.IMREAD_COLOR)
+        if img is not None and img.size:
+            tiles.append((cv2.cvtColor(img, cv2.COLOR_BGR2RGB), e))
+    if not tiles:
+        return None
+    plt = _pyplot()
+    cols = max(1, min(columns, len(tiles)))
+    rows = -(-len(tiles) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.95 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (img, e) in zip(axes.ravel(), tiles, strict=False):
+        h, w = img.shape[:2]
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(
+            f"{e['true'][:12]}\n-> {e['predicted'][:12]} {float(e['confidence']):.2f}\n{w}x{h} px",
+            fontsize=6.5,
+        )
+    fig.suptitle("Most confident mistakes (true -> predicted, confidence)", fontsize=9)
     return _save(fig, path)

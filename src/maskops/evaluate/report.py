@@ -149,6 +149,8 @@ class ClassificationReport:
         pr: ``{class: {"recall", "precision", "ap"}}`` one-vs-rest.
         slices: ``{slice_name: {bucket: {"n", "accuracy", "macro_f1"}}}``.
         info: free-form context (task, model, split, temperature, skipped files …).
+        errors: the most confident mistakes, most confident first: ``{"sample", "true", "predicted",
+            "confidence", "p_true"}`` (``sample`` is the name given, e.g. the image path).
     """
 
     class_names: list[str]
@@ -159,6 +161,7 @@ class ClassificationReport:
     pr: dict[str, dict[str, Any]] = field(default_factory=dict)
     slices: dict[str, dict[str, dict[str, float | int]]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ece_before(self) -> float | None:
@@ -182,8 +185,23 @@ class ClassificationReport:
                 "reliability": {k: v.to_dict() for k, v in self.reliability.items()},
                 "roc": {k: _thin(v, ("fpr", "tpr")) for k, v in self.roc.items()},
                 "pr": {k: _thin(v, ("recall", "precision")) for k, v in self.pr.items()},
+                "errors": self.errors,
             }
         )
+
+
+def top_errors(y_true: Any, y_prob: Any, k: int = 48) -> np.ndarray:
+    """Indices of the ``k`` most confident mistakes (argmax != truth), most confident first.
+
+    Ties keep the sample order (a stable sort), so the result is deterministic.
+    """
+    t = np.asarray(y_true, np.int64).reshape(-1)
+    p = np.asarray(y_prob, np.float64)
+    if t.size == 0 or k <= 0:
+        return np.zeros(0, np.int64)
+    wrong = np.flatnonzero(p.argmax(axis=1) != t)
+    order = np.argsort(-p[wrong].max(axis=1), kind="stable")
+    return wrong[order[:k]].astype(np.int64)
 
 
 def _thin(curve: Mapping[str, Any], keys: Sequence[str], max_points: int = 200) -> dict[str, Any]:
@@ -204,6 +222,8 @@ def build_classification_report(
     probs_uncalibrated: Any | None = None,
     info: Mapping[str, Any] | None = None,
     n_bins: int = 15,
+    sample_names: Sequence[str] | None = None,
+    max_errors: int = 48,
 ) -> ClassificationReport:
     """Compute the classification report (pure; nothing is written).
 
@@ -215,6 +235,9 @@ def build_classification_report(
         probs_uncalibrated: optional (n, C) probabilities before temperature scaling.
         info: context copied into the report (task, model, split …).
         n_bins: calibration bins.
+        sample_names: (n,) names of the samples (e.g. image paths); with them the report lists the
+            ``max_errors`` most confident mistakes.
+        max_errors: how many mistakes to list.
 
     Returns:
         A ``ClassificationReport``.
@@ -251,6 +274,19 @@ def build_classification_report(
             raise ValueError(f"slice {slice_name!r} has {b.size} labels but there are {t.size} samples")
         order = {"size": SIZE_BUCKETS, "brightness": BRIGHTNESS_BUCKETS}.get(slice_name)
         report.slices[slice_name] = slice_metrics(t, y_pred, b, len(names), order=order)
+    if sample_names is not None:
+        if len(sample_names) != t.size:
+            raise ValueError(f"sample_names has {len(sample_names)} names but there are {t.size} samples")
+        for i in top_errors(t, p, max_errors):
+            report.errors.append(
+                {
+                    "sample": str(sample_names[i]),
+                    "true": names[t[i]],
+                    "predicted": names[int(y_pred[i])],
+                    "confidence": round(float(p[i].max()), 4),
+                    "p_true": round(float(p[i, t[i]]), 4),
+                }
+            )
     return report
 
 
@@ -290,6 +326,10 @@ def write_report(report: ClassificationReport, out_dir: str | Path) -> dict[str,
     else:
         rel["model"] = report.reliability["calibrated"]
     paths["reliability"] = plots.plot_reliability(rel, out / "reliability.png")
+    if report.errors:
+        gallery = plots.plot_error_gallery(report.errors, out / "errors.png")
+        if gallery is not None:
+            paths["errors"] = gallery
 
     json_path = out / "report.json"
     json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -354,6 +394,20 @@ def _markdown(report: ClassificationReport) -> str:
             lines.append(f"| {bucket} | {s['n']} | {_fmt(s['accuracy'])} | {_fmt(s['macro_f1'])} |")
         lines.append("")
     lines += ["## Curves", "", "![ROC](roc.png) ![PR](pr.png)", ""]
+    if report.errors:
+        lines += [
+            f"## Most confident mistakes ({len(report.errors)} shown, most confident first)",
+            "",
+            "![mistakes](errors.png)",
+            "",
+            "| sample | true | predicted | confidence | p(true) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {e['sample']} | {e['true']} | {e['predicted']} | {e['confidence']:.3f} | {e['p_true']:.3f} |"
+            for e in report.errors
+        ]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -266,6 +266,7 @@ def evaluate_classifier(
         slices=slices,
         probs_uncalibrated=softmax(logits),
         info=info,
+        sample_names=[str(rows[i].path) for i in kept],
     )
     run = EvaluationRun(report=report, skipped=skipped, temperature=temperature, temperature_source=source)
     if out_dir is not None:
