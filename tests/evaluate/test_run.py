@@ -124,6 +124,9 @@ def test_evaluate_classifier_end_to_end(setup, tmp_path: Path) -> None:  # type:
     assert sum(v["n"] for v in run.report.slices["brightness"].values()) == 60
     for name in ("markdown", "json", "confusion_matrix", "roc", "pr", "reliability", "skipped", "errors"):
         assert run.paths[name].is_file()
+    assert run.y_true.tolist() == y.tolist() and run.y_prob.shape == (60, 3)
+    assert run.y_prob.argmax(1).tolist() == pred.tolist()
+    assert run.face_side.shape == (60,) and np.isfinite(run.face_side).all()
     wrong = int((y != pred).sum())
     assert len(run.report.errors) == min(wrong, 48) and wrong > 0
     assert all(Path(e["sample"]).is_file() and e["true"] != e["predicted"] for e in run.report.errors)

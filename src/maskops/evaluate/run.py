@@ -44,6 +44,9 @@ class EvaluationRun:
         skipped: ``(path, reason)`` of rows whose image could not be decoded.
         temperature: the temperature applied to the calibrated probabilities.
         temperature_source: ``"card"`` or ``"fitted on <split>"``.
+        y_true: (k,) true class ids of the evaluated (decoded) rows.
+        y_prob: (k, C) their calibrated probabilities.
+        face_side: (k,) shorter side of each row's ``box`` in pixels (``nan`` where the row has none).
     """
 
     report: ClassificationReport
@@ -51,6 +54,9 @@ class EvaluationRun:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     temperature: float = 1.0
     temperature_source: str = "card"
+    y_true: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    y_prob: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float64))
+    face_side: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
 
 
 def _chunks(n: int, size: int, description: str) -> Iterator[tuple[int, int]]:
@@ -259,16 +265,26 @@ def evaluate_classifier(
         "temperature_source": source,
         "skipped_images": len(skipped),
     }
+    probs = softmax(logits, temperature)
     report = build_classification_report(
         y,
-        softmax(logits, temperature),
+        probs,
         names,
         slices=slices,
         probs_uncalibrated=softmax(logits),
         info=info,
         sample_names=[str(rows[i].path) for i in kept],
     )
-    run = EvaluationRun(report=report, skipped=skipped, temperature=temperature, temperature_source=source)
+    side = np.asarray([np.nan if v is None else min(v) for v in kept_wh], np.float64)
+    run = EvaluationRun(
+        report=report,
+        skipped=skipped,
+        temperature=temperature,
+        temperature_source=source,
+        y_true=y,
+        y_prob=np.asarray(probs, np.float64),
+        face_side=side,
+    )
     if out_dir is not None:
         from maskops.evaluate.report import write_report
 
