@@ -58,6 +58,13 @@ def _lookup(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     return table
 
 
+@lru_cache(maxsize=8)
+def _lookup_rows(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+    """``_lookup`` as three contiguous (1, 256) float32 tables, the form ``cv2.LUT`` takes."""
+    table = _lookup(mean, std)
+    return tuple(np.ascontiguousarray(table[c]).reshape(1, 256) for c in range(table.shape[0]))
+
+
 def preprocess(images_bgr: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
     """OpenCV BGR crops -> an NCHW float32 batch for the model described by ``spec``.
 
@@ -75,7 +82,7 @@ def preprocess(images_bgr: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
     # a table lookup per channel gives normalize()'s float32 values bit for bit, straight into the
     # NCHW batch (no float temporaries, no transpose); a BGR crop is resized as is and its channels
     # read in reverse (resizing commutes with the BGR -> RGB swap)
-    table = _lookup(tuple(spec.mean), tuple(spec.std))
+    rows = _lookup_rows(tuple(spec.mean), tuple(spec.std))
     batch = np.empty((len(images_bgr), 3, h, w), np.float32)
     for i, img in enumerate(images_bgr):
         if img is None or img.size == 0:
@@ -87,6 +94,9 @@ def preprocess(images_bgr: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
             small, order = resize_to(img, (h, w)), (2, 1, 0)
         else:
             small, order = resize_to(to_rgb(img, grayscale=grayscale), (h, w)), (0, 1, 2)
+        # planes split by OpenCV, each mapped through its channel's float32 table straight into the
+        # batch (cv2.LUT with dst): the same values as np.take, in about half the time
+        planes = cv2.split(small)
         for c, src in enumerate(order):
-            np.take(table[c], small[:, :, src], out=batch[i, c])
+            cv2.LUT(planes[src], rows[c], dst=batch[i, c])
     return batch
