@@ -125,6 +125,25 @@ class SynthConfig(BaseModel):
         return self
 
 
+class DistillConfig(BaseModel):
+    """Knowledge distillation: the student also learns the teachers' softened probabilities."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    teachers: list[str] = Field(
+        min_length=1,
+        description="checkpoints (best.pt of maskops runs of the same task and input size); their "
+        "probabilities at the distillation temperature are averaged",
+    )
+    alpha: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="weight of the distillation term; the cross-entropy with the labels gets 1 - alpha",
+    )
+    temperature: float = Field(default=2.0, gt=0, description="softening temperature of both sides")
+
+
 class TrainConfig(BaseModel):
     """Training defaults of a task; the CLI and ``--config`` override them."""
 
@@ -177,6 +196,9 @@ class TrainConfig(BaseModel):
         default=False,
         description="fit a per-class logit bias on validation that maximises macro-F1 and bake it into "
         "the final layer (helps a rare class); recorded in the card",
+    )
+    distill: DistillConfig | None = Field(
+        default=None, description="learn from trained teachers as well as from the labels (off when unset)"
     )
     augment: dict[str, Any] = Field(default_factory=dict)
 

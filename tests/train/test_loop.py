@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,30 @@ def test_weight_average_follows_the_warmed_up_decay() -> None:
     assert not any(p.requires_grad for p in ema.module.parameters())
     with pytest.raises(ValueError, match="ema_decay"):
         WeightAverage(model, 1.0)
+
+
+def test_distillation_loss_hand_computed() -> None:
+    from maskops.train.loop import distillation_loss
+
+    hard = torch.tensor(0.8)
+    teacher = torch.tensor([[0.7, 0.2, 0.1]])
+    # a student whose softened output equals the teacher's: no soft loss
+    same = torch.log(teacher) * 2.0
+    assert float(distillation_loss(same, teacher, hard, 1.0, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distillation_loss(same, teacher, hard, 0.25, 2.0)) == pytest.approx(0.75 * 0.8, abs=1e-6)
+    # uniform student at T = 1: KL(t || u) = sum t log(t / (1/3))
+    uniform = torch.zeros(1, 3)
+    kl = sum(t * math.log(t * 3) for t in (0.7, 0.2, 0.1))
+    assert float(distillation_loss(uniform, teacher, hard, 0.5, 1.0)) == pytest.approx(0.4 + 0.5 * kl, rel=1e-5)
+    # T^2 scaling: at T = 3 the soft term of a uniform student is 9x its KL
+    assert float(distillation_loss(uniform, teacher, hard, 1.0, 3.0)) == pytest.approx(9 * kl, rel=1e-5)
+
+
+def test_distill_config_is_checked() -> None:
+    from pydantic import ValidationError
+
+    cfg = TrainConfig(distill={"teachers": ["a.pt"], "alpha": 0.7})
+    assert cfg.distill is not None and cfg.distill.temperature == 2.0
+    for bad in ({"teachers": []}, {"teachers": ["a.pt"], "alpha": 0}, {"teachers": ["a.pt"], "bogus": 1}):
+        with pytest.raises(ValidationError):
+            TrainConfig(distill=bad)

@@ -277,3 +277,33 @@ def test_weight_average_is_what_is_selected_and_resumes_exactly(
     for key in ("model_state", "train_state"):
         for k, v in last[key].items():
             assert torch.equal(v, again[key][k]), (key, k)
+
+
+def test_distillation_from_a_trained_teacher(
+    tmp_path: Path, toy_task: TaskConfig, toy_cfg: TrainConfig, toy_manifest: Path, uri: str
+) -> None:
+    from maskops.config import DistillConfig
+
+    teacher = _train(toy_task, toy_cfg.model_copy(update={"epochs": 1}), toy_manifest, tmp_path / "t", uri)
+    plain_cfg = toy_cfg.model_copy(update={"epochs": 1, "seed": 3})
+    plain = _train(toy_task, plain_cfg, toy_manifest, tmp_path / "plain", uri)
+    distill = DistillConfig(teachers=[str(teacher.best_checkpoint)] * 2, alpha=1.0, temperature=2.0)
+    student = _train(
+        toy_task, plain_cfg.model_copy(update={"distill": distill}), toy_manifest, tmp_path / "student", uri
+    )
+    # the same seed and data: only the teacher's term changes the loss, hence the weights
+    a, b = load_checkpoint(plain.best_checkpoint), load_checkpoint(student.best_checkpoint)
+    assert a["history"][0]["train_loss"] != b["history"][0]["train_loss"]
+    assert any(not torch.equal(v, b["model_state"][k]) for k, v in a["model_state"].items())
+    assert b["config"]["distill"]["teachers"] == distill.teachers
+
+    # a teacher with other classes (here another order) or size, or a missing file: a clear error before any training
+    other = toy_task.model_copy(update={"classes": ["green", "red", "blue"]})
+    with pytest.raises(ValueError, match=r"distill teacher .*best\.pt: classes \['red', 'green', 'blue'\]"):
+        _train(other, plain_cfg.model_copy(update={"distill": distill}), toy_manifest, tmp_path / "x", uri)
+    bigger = plain_cfg.model_copy(update={"distill": distill, "input_size": 24})
+    with pytest.raises(ValueError, match=r"input size \(16, 16\) differs from the student's \(24, 24\)"):
+        _train(toy_task, bigger, toy_manifest, tmp_path / "y", uri)
+    missing = DistillConfig(teachers=[str(tmp_path / "nope.pt")])
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*nope\.pt"):
+        _train(toy_task, plain_cfg.model_copy(update={"distill": missing}), toy_manifest, tmp_path / "z", uri)

@@ -181,7 +181,13 @@ def train_task(
     from maskops.models import create_model
     from maskops.provenance import git_commit
     from maskops.train.checkpoint import load_checkpoint, save_checkpoint
-    from maskops.train.loop import TrainingInterrupted, fit, predict_logits, seed_everything
+    from maskops.train.loop import (
+        TrainingInterrupted,
+        fit,
+        load_teachers,
+        predict_logits,
+        seed_everything,
+    )
     from maskops.train.tracking import Tracker
 
     commit = git_commit()
@@ -194,6 +200,9 @@ def train_task(
         manifest_hash=mhash,
         git_commit=commit,
     )
+    teachers = None
+    if cfg.distill is not None:  # before the slow decoding: a bad teacher fails fast
+        teachers = load_teachers(cfg.distill.teachers, spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {
         "task": task.name,
@@ -258,6 +267,7 @@ def train_task(
             model_kwargs=model_kwargs,
             on_epoch_end=lambda epoch, m: tracker.log_metrics(m, step=epoch),
             progress=progress,
+            teachers=teachers,
         )
         state = load_checkpoint(fitted.best_path)
         # back to the default memory format: what load_model() and the ONNX export see

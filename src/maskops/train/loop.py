@@ -16,7 +16,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -185,6 +185,56 @@ class WeightAverage:
         self.updates = int(state.get("ema", {}).get("updates", 0))
 
 
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    hard_loss: torch.Tensor,
+    alpha: float,
+    temperature: float,
+) -> torch.Tensor:
+    """``(1 - alpha) * hard_loss + alpha * T^2 * KL(teacher || softmax(student / T))`` (batch mean).
+
+    ``teacher_probs`` are the teachers' probabilities at temperature ``T``; the ``T^2`` factor keeps
+    the soft term's gradients on the scale of the hard one (Hinton et al., 2015).
+    """
+    log_student = torch.log_softmax(student_logits / temperature, dim=1)
+    kl = torch.nn.functional.kl_div(log_student, teacher_probs, reduction="batchmean")
+    return (1.0 - alpha) * hard_loss + alpha * temperature**2 * kl
+
+
+def load_teachers(paths: Sequence[str | Path], spec: ModelSpec) -> list[nn.Module]:
+    """Teacher models (eval mode, frozen) for distilling into a student described by ``spec``.
+
+    Raises:
+        CheckpointError: a teacher file is missing or not a maskops checkpoint.
+        ValueError: a teacher's classes or input size differ from the student's.
+    """
+    from maskops.train.checkpoint import load_model
+
+    teachers = []
+    for path in paths:
+        model, tspec = load_model(path)
+        if list(tspec.class_names) != list(spec.class_names):
+            raise ValueError(
+                f"distill teacher {path}: classes {list(tspec.class_names)} differ from the student's "
+                f"{list(spec.class_names)}"
+            )
+        if tuple(tspec.input_size) != tuple(spec.input_size):
+            raise ValueError(
+                f"distill teacher {path}: input size {tuple(tspec.input_size)} differs from the "
+                f"student's {tuple(spec.input_size)}"
+            )
+        for p in model.parameters():
+            p.requires_grad_(False)
+        teachers.append(model.eval())
+    return teachers
+
+
+@torch.no_grad()
+def _teacher_probs(teachers: Sequence[nn.Module], x: torch.Tensor, temperature: float) -> torch.Tensor:
+    return torch.stack([torch.softmax(t(x) / temperature, dim=1) for t in teachers]).mean(0)
+
+
 def _train_sampler(ds: ImageDataset, cfg: TrainConfig, num_classes: int) -> Sampler[int]:
     if cfg.balanced_sampling and cfg.class_weighting != "none":
         return balanced_sampler(
@@ -229,6 +279,7 @@ def fit(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
     channels_last: bool = True,
+    teachers: Sequence[nn.Module] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train_ds``, select on ``val_ds`` macro-F1, checkpoint into ``out_dir``.
 
@@ -247,6 +298,8 @@ def fit(
         progress: show a progress bar per epoch.
         channels_last: train in NHWC memory format (about 1.5x faster for EfficientNet-Lite0 on
             CPU here); the model is converted in place and left in that format.
+        teachers: the models of ``cfg.distill`` already loaded (``load_teachers``); loaded here from
+            ``cfg.distill.teachers`` when ``None``.
 
     Returns:
         FitResult.
@@ -282,6 +335,11 @@ def fit(
     )
 
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    distill = cfg.distill
+    if distill is not None and teachers is None:
+        teachers = load_teachers(distill.teachers, spec)
+    for t in teachers or ():
+        t.to(memory_format=fmt)
 
     start_epoch, best_metric, best_epoch, since_best = 0, -math.inf, 0, 0
     history: list[dict[str, float]] = []
@@ -345,7 +403,12 @@ def fit(
                 loss_sum, seen = 0.0, 0
                 for x, y in loader:
                     optimizer.zero_grad(set_to_none=True)
-                    loss = criterion(model(x.contiguous(memory_format=fmt)), y)
+                    x = x.contiguous(memory_format=fmt)
+                    out = model(x)
+                    loss = criterion(out, y)
+                    if distill is not None and teachers:
+                        soft = _teacher_probs(teachers, x, distill.temperature)
+                        loss = distillation_loss(out, soft, loss, distill.alpha, distill.temperature)
                     loss.backward()
                     optimizer.step()
                     scheduler.step()
