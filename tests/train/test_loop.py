@@ -127,7 +127,9 @@ def test_distillation_loss_hand_computed() -> None:
     # uniform student at T = 1: KL(t || u) = sum t log(t / (1/3))
     uniform = torch.zeros(1, 3)
     kl = sum(t * math.log(t * 3) for t in (0.7, 0.2, 0.1))
-    assert float(distillation_loss(uniform, teacher, hard, 0.5, 1.0)) == pytest.approx(0.4 + 0.5 * kl, rel=1e-5)
+    assert float(distillation_loss(uniform, teacher, hard, 0.5, 1.0)) == pytest.approx(
+        0.4 + 0.5 * kl, rel=1e-5
+    )
     # T^2 scaling: at T = 3 the soft term of a uniform student is 9x its KL
     assert float(distillation_loss(uniform, teacher, hard, 1.0, 3.0)) == pytest.approx(9 * kl, rel=1e-5)
 
