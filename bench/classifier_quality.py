@@ -138,7 +138,7 @@ def main() -> None:
         if task == "facemask":
             from maskops.types import ModelSpec
 
-            spec = ModelSpec.load(model.with_suffix(".json"))
+            spec = ModelSpec.load(ModelSpec.card_path(model))
             names = list(spec.class_names)
             breakdown = size_breakdown(run, names, spec.thresholds.get("min_face_px"))
             out[task]["by_size"] = breakdown

@@ -49,20 +49,15 @@ def normalize(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _lookup(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """(3, 256) float32: ``normalize``'s value for each channel and uint8 level, computed the same way."""
+def _lookup_rows(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+    """Per channel, a (1, 256) float32 table (the form ``cv2.LUT`` takes): ``normalize``'s value for
+    each uint8 level, computed the same way."""
     levels = np.arange(256, dtype=np.uint8)[:, None].astype(np.float32)
     table = (levels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    table = np.ascontiguousarray(table.T)
-    table.setflags(write=False)
-    return table
-
-
-@lru_cache(maxsize=8)
-def _lookup_rows(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, ...]:
-    """``_lookup`` as three contiguous (1, 256) float32 tables, the form ``cv2.LUT`` takes."""
-    table = _lookup(mean, std)
-    return tuple(np.ascontiguousarray(table[c]).reshape(1, 256) for c in range(table.shape[0]))
+    rows = tuple(np.ascontiguousarray(table[:, c]).reshape(1, 256) for c in range(table.shape[1]))
+    for row in rows:
+        row.setflags(write=False)
+    return rows
 
 
 def preprocess(images_bgr: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:

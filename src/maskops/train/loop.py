@@ -29,7 +29,13 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 from maskops.config import TrainConfig
 from maskops.data.dataset import ImageDataset, balanced_sampler, class_weights
 from maskops.evaluate.metrics import accuracy, macro_f1
-from maskops.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from maskops.train.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    load_model,
+    restore_rng,
+    save_checkpoint,
+)
 from maskops.types import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -209,8 +215,6 @@ def load_teachers(paths: Sequence[str | Path], spec: ModelSpec) -> list[nn.Modul
         CheckpointError: a teacher file is missing or not a maskops checkpoint.
         ValueError: a teacher's classes or input size differ from the student's.
     """
-    from maskops.train.checkpoint import load_model
-
     teachers = []
     for path in paths:
         model, tspec = load_model(path)
