@@ -93,6 +93,16 @@ def test_face_quality_orders_blur_and_light() -> None:
     assert face_quality(sharp // 10)[1] < face_quality(sharp)[1]
 
 
+def test_face_quality_values_are_laplacian_variance_and_mean_gray() -> None:
+    rng = np.random.default_rng(2)
+    crop = rng.integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA)
+    sharpness, brightness = face_quality(crop)
+    assert sharpness == pytest.approx(float(cv2.Laplacian(small, cv2.CV_64F).var()), rel=1e-9)
+    assert brightness == pytest.approx(float(gray.mean()), rel=1e-12)
+
+
 @pytest.mark.integration
 def test_real_photo_with_yunet(linear_model: Path, data_dir: Path) -> None:
     from maskops.config import Settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -30,7 +31,8 @@ def _reference(images: list[np.ndarray], spec: ModelSpec) -> np.ndarray:
 def _images() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [
-        rng.integers(0, 256, (37, 29, 3), dtype=np.uint8),  # BGR, shrunk (area)
+        rng.integers(0, 256, (37, 29, 3), dtype=np.uint8),  # BGR, shrunk by < 2 (linear)
+        rng.integers(0, 256, (61, 30, 3), dtype=np.uint8),  # BGR, shrunk by >= 2 on a side (area)
         rng.integers(0, 256, (9, 7, 3), dtype=np.uint8),  # BGR, enlarged (linear)
         rng.integers(0, 256, (24, 20, 3), dtype=np.uint8),  # BGR, already at input size
         rng.integers(0, 256, (31, 40), dtype=np.uint8),  # gray
@@ -71,3 +73,23 @@ def test_preprocess_takes_non_uint8_images_through_the_reference_chain() -> None
 def test_preprocess_rejects_an_empty_image_by_index() -> None:
     with pytest.raises(ValueError, match="image 1 is empty"):
         preprocess([np.zeros((4, 4, 3), np.uint8), np.zeros((0, 4, 3), np.uint8)], _spec())
+
+
+def test_resize_to_picks_area_only_for_shrinking_by_two_or_more() -> None:
+    rng = np.random.default_rng(1)
+    cases = [
+        ((100, 90), (80, 80), cv2.INTER_LINEAR),  # shrunk by 1.25
+        ((159, 120), (80, 80), cv2.INTER_LINEAR),  # 1.99 on the taller side
+        ((160, 120), (80, 80), cv2.INTER_AREA),  # 2.0 on the taller side
+        ((50, 400), (80, 80), cv2.INTER_AREA),  # enlarged in height, shrunk 5x in width
+        ((30, 20), (80, 80), cv2.INTER_LINEAR),  # enlarged
+    ]
+    for shape, (h, w), interpolation in cases:
+        image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        got = resize_to(image, (h, w))
+        assert got.shape == (h, w, 3)
+        np.testing.assert_array_equal(
+            got, cv2.resize(image, (w, h), interpolation=interpolation), err_msg=str(shape)
+        )
+    same = rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)
+    assert resize_to(same, (80, 80)) is same

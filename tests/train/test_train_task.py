@@ -297,13 +297,41 @@ def test_distillation_from_a_trained_teacher(
     assert any(not torch.equal(v, b["model_state"][k]) for k, v in a["model_state"].items())
     assert b["config"]["distill"]["teachers"] == distill.teachers
 
-    # a teacher with other classes (here another order) or size, or a missing file: a clear error before any training
+    # a teacher with other classes (here another order) or colour mode, or a missing file: a clear
+    # error before any training
     other = toy_task.model_copy(update={"classes": ["green", "red", "blue"]})
     with pytest.raises(ValueError, match=r"distill teacher .*best\.pt: classes \['red', 'green', 'blue'\]"):
         _train(other, plain_cfg.model_copy(update={"distill": distill}), toy_manifest, tmp_path / "x", uri)
-    bigger = plain_cfg.model_copy(update={"distill": distill, "input_size": 24})
-    with pytest.raises(ValueError, match=r"input size \(16, 16\) differs from the student's \(24, 24\)"):
-        _train(toy_task, bigger, toy_manifest, tmp_path / "y", uri)
+    gray = toy_task.model_copy(update={"grayscale": True})
+    with pytest.raises(
+        ValueError, match=r"distill teacher .*best\.pt: color rgb differs from the student's gray"
+    ):
+        _train(gray, plain_cfg.model_copy(update={"distill": distill}), toy_manifest, tmp_path / "g", uri)
     missing = DistillConfig(teachers=[str(tmp_path / "nope.pt")])
     with pytest.raises(CheckpointError, match=r"checkpoint not found: .*nope\.pt"):
         _train(toy_task, plain_cfg.model_copy(update={"distill": missing}), toy_manifest, tmp_path / "z", uri)
+
+
+def test_distillation_from_a_teacher_of_another_input_size(
+    tmp_path: Path, toy_task: TaskConfig, toy_cfg: TrainConfig, toy_manifest: Path, uri: str
+) -> None:
+    """A 16 px teacher distils into a 24 px student: it sees each batch resized to 16 px."""
+    from maskops.config import DistillConfig
+    from maskops.train.loop import load_teachers
+
+    teacher = _train(toy_task, toy_cfg.model_copy(update={"epochs": 1}), toy_manifest, tmp_path / "t", uri)
+    distill = DistillConfig(teachers=[str(teacher.best_checkpoint)], alpha=1.0, temperature=2.0)
+    cfg = toy_cfg.model_copy(update={"epochs": 1, "input_size": 24})
+    plain = _train(toy_task, cfg, toy_manifest, tmp_path / "plain", uri)
+    student = _train(toy_task, cfg.model_copy(update={"distill": distill}), toy_manifest, tmp_path / "s", uri)
+    assert student.spec.input_size == (24, 24)
+    a, b = load_checkpoint(plain.best_checkpoint), load_checkpoint(student.best_checkpoint)
+    assert a["history"][0]["train_loss"] != b["history"][0]["train_loss"]
+
+    # the wrapped teacher gives on a 24 px batch what the bare teacher gives on its 16 px resize
+    (wrapped,) = load_teachers(distill.teachers, student.spec)
+    bare, _ = load_model(teacher.best_checkpoint)
+    x = torch.rand(2, 3, 24, 24)
+    small = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(x), bare(small))

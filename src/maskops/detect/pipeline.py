@@ -92,7 +92,9 @@ def face_quality(crop_bgr: np.ndarray) -> tuple[float, float]:
     if gray.size == 0:
         return 0.0, 0.0
     small = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA)
-    return float(cv2.Laplacian(small, cv2.CV_64F).var()), float(gray.mean())
+    # OpenCV's reductions: the values of numpy's var() and mean(), at a fraction of the call cost
+    _, std = cv2.meanStdDev(cv2.Laplacian(small, cv2.CV_64F))
+    return float(std[0, 0]) ** 2, float(cv2.mean(gray)[0])
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:

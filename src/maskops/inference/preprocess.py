@@ -31,13 +31,22 @@ def to_rgb(image: np.ndarray, *, grayscale: bool = False) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+# Shrinking by at least this factor (on the more shrunk side) uses area interpolation; below it,
+# linear interpolation reads every source pixel already (its 2x2 footprint at most 2 pixels
+# apart) and is 4-5x cheaper than OpenCV's area path at non-integer factors (~30 vs ~130 us for a
+# 100 px face to 80 px; a detected face goes through this once per request).
+AREA_FROM_FACTOR = 2.0
+
+
 def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize to (height, width): area interpolation when shrinking, linear when enlarging."""
+    """Resize to (height, width): area interpolation when shrinking by ``AREA_FROM_FACTOR`` or
+    more on a side, linear otherwise (enlarging, or shrinking by less)."""
     h, w = size
     if image.shape[0] == h and image.shape[1] == w:
         return image
-    shrinking = image.shape[0] * image.shape[1] > h * w
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    factor = max(image.shape[0] / h, image.shape[1] / w)
+    interpolation = cv2.INTER_AREA if factor >= AREA_FROM_FACTOR else cv2.INTER_LINEAR
+    return cv2.resize(image, (w, h), interpolation=interpolation)
 
 
 def normalize(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:

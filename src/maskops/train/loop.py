@@ -208,14 +208,32 @@ def distillation_loss(
     return (1.0 - alpha) * hard_loss + alpha * temperature**2 * kl
 
 
+class _Teacher(nn.Module):
+    """A frozen teacher that sees the student's batch at its own input size (bilinear resize)."""
+
+    def __init__(self, model: nn.Module, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.model = model
+        self.input_size = input_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != self.input_size:
+            x = torch.nn.functional.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
+        return self.model(x)
+
+
 def load_teachers(paths: Sequence[str | Path], spec: ModelSpec) -> list[nn.Module]:
     """Teacher models (eval mode, frozen) for distilling into a student described by ``spec``.
 
+    A teacher may have another input size than the student (e.g. an 80 px teacher for a 64 px
+    student): it gets each batch resized to its own size. Its classes, normalisation and colour
+    mode must be the student's.
+
     Raises:
         CheckpointError: a teacher file is missing or not a maskops checkpoint.
-        ValueError: a teacher's classes or input size differ from the student's.
+        ValueError: a teacher's classes, mean/std or colour mode differ from the student's.
     """
-    teachers = []
+    teachers: list[nn.Module] = []
     for path in paths:
         model, tspec = load_model(path)
         if list(tspec.class_names) != list(spec.class_names):
@@ -223,14 +241,19 @@ def load_teachers(paths: Sequence[str | Path], spec: ModelSpec) -> list[nn.Modul
                 f"distill teacher {path}: classes {list(tspec.class_names)} differ from the student's "
                 f"{list(spec.class_names)}"
             )
-        if tuple(tspec.input_size) != tuple(spec.input_size):
-            raise ValueError(
-                f"distill teacher {path}: input size {tuple(tspec.input_size)} differs from the "
-                f"student's {tuple(spec.input_size)}"
-            )
+        for field_name in ("mean", "std", "color"):
+            theirs, ours = getattr(tspec, field_name), getattr(spec, field_name)
+            if (list(theirs) if isinstance(theirs, list | tuple) else theirs) != (
+                list(ours) if isinstance(ours, list | tuple) else ours
+            ):
+                raise ValueError(
+                    f"distill teacher {path}: {field_name} {theirs} differs from the student's {ours} "
+                    "(the teacher would see wrongly normalised images)"
+                )
         for p in model.parameters():
             p.requires_grad_(False)
-        teachers.append(model.eval())
+        size = (int(tspec.input_size[0]), int(tspec.input_size[1]))
+        teachers.append(_Teacher(model, size).eval())
     return teachers
 
 
