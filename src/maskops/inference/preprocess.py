@@ -34,7 +34,7 @@ def to_rgb(image: np.ndarray, *, grayscale: bool = False) -> np.ndarray:
 # Shrinking by at least this factor (on the more shrunk side) uses area interpolation; below it,
 # linear interpolation reads every source pixel already (its 2x2 footprint at most 2 pixels
 # apart) and is 4-5x cheaper than OpenCV's area path at non-integer factors (~30 vs ~130 us for a
-# 100 px face to 80 px; a detected face goes through this once per request).
+# 100 px face to 80 px; every detected face goes through this once).
 AREA_FROM_FACTOR = 2.0
 
 

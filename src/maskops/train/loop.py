@@ -241,19 +241,16 @@ def load_teachers(paths: Sequence[str | Path], spec: ModelSpec) -> list[nn.Modul
                 f"distill teacher {path}: classes {list(tspec.class_names)} differ from the student's "
                 f"{list(spec.class_names)}"
             )
-        for field_name in ("mean", "std", "color"):
+        for field_name in ("mean", "std", "color"):  # ModelSpec holds mean/std as float tuples
             theirs, ours = getattr(tspec, field_name), getattr(spec, field_name)
-            if (list(theirs) if isinstance(theirs, list | tuple) else theirs) != (
-                list(ours) if isinstance(ours, list | tuple) else ours
-            ):
+            if theirs != ours:
                 raise ValueError(
                     f"distill teacher {path}: {field_name} {theirs} differs from the student's {ours} "
                     "(the teacher would see wrongly normalised images)"
                 )
         for p in model.parameters():
             p.requires_grad_(False)
-        size = (int(tspec.input_size[0]), int(tspec.input_size[1]))
-        teachers.append(_Teacher(model, size).eval())
+        teachers.append(_Teacher(model, tspec.input_size).eval())
     return teachers
 
 
