@@ -116,6 +116,17 @@ class SynthConfig(BaseModel):
         default=40, ge=16, description="source crops with a shorter side below this are skipped"
     )
     seed: int = 0
+    real_texture: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of the crops whose mask is real fabric cut from a texture_label training face "
+        "(maskops.data.synth.transplant_mask) instead of painted",
+    )
+    texture_label: str = Field(
+        default="with_mask", description="the class of correctly masked faces the real fabric is cut from"
+    )
+    max_donors: int = Field(default=600, ge=1, description="at most this many faces give their mask's fabric")
 
     @model_validator(mode="after")
     def _check(self) -> SynthConfig:
@@ -230,6 +241,8 @@ class TaskConfig(BaseModel):
                 )
         if self.synthetic is not None:
             wanted = {self.synthetic.from_label} | {PLACEMENT_LABELS[p] for p in self.synthetic.placements}
+            if self.synthetic.real_texture > 0:
+                wanted.add(self.synthetic.texture_label)
             missing = sorted(wanted - set(self.classes))
             if missing:
                 raise ValueError(f"synthetic: labels {missing} are not task classes {self.classes}")

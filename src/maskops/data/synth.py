@@ -104,8 +104,27 @@ def face_frame(landmarks: np.ndarray) -> FaceFrame:
     return FaceFrame(origin, across, down, eye_dist, nose_d, mouth_d)
 
 
-def mask_polygon(frame: FaceFrame, placement: Placement, rng: np.random.Generator) -> np.ndarray:
-    """The mask's outline in image pixels, (n, 2) float32, for one placement."""
+@dataclass(frozen=True)
+class MaskShape:
+    """A mask's extent in its face's axes (pixels; depths below the eye line, widths from the middle).
+
+    Attributes:
+        placement: where it sits.
+        top: depth of the top edge at the sides.
+        bottom: depth of the lowest point, under the chin.
+        half_top: half the width of the top edge.
+        half_mid: half the width round the chin.
+    """
+
+    placement: Placement
+    top: float
+    bottom: float
+    half_top: float
+    half_mid: float
+
+
+def mask_shape(frame: FaceFrame, placement: Placement, rng: np.random.Generator) -> MaskShape:
+    """A random mask extent for one placement (see the module docstring)."""
     m, n, ed = frame.mouth, frame.nose, frame.eye_dist
     chin = m * rng.uniform(1.55, 1.8)
     if placement == "correct":
@@ -119,17 +138,30 @@ def mask_polygon(frame: FaceFrame, placement: Placement, rng: np.random.Generato
     half_top = ed * rng.uniform(0.95, 1.15)
     half_mid = ed * rng.uniform(0.9, 1.05)
     bottom = chin + m * rng.uniform(0.0, 0.12)
+    return MaskShape(placement, float(top), float(bottom), float(half_top), float(half_mid))
+
+
+def shape_polygon(frame: FaceFrame, shape: MaskShape) -> np.ndarray:
+    """The outline of ``shape`` in image pixels, (n, 2) float32: 9 top-edge points left to right first."""
+    m, n = frame.mouth, frame.nose
+    top, half_top = shape.top, shape.half_top
     # top edge: a gentle arch (higher in the middle over a covered nose, flat otherwise)
     xs = np.linspace(-half_top, half_top, 9)
-    arch = (n * 0.12 if placement == "correct" else m * 0.03) * (1.0 - (xs / half_top) ** 2)
+    arch = (n * 0.12 if shape.placement == "correct" else m * 0.03) * (1.0 - (xs / half_top) ** 2)
     top_edge = np.stack([xs, top - arch], 1)
     # sides straight down to the mouth line, then a half ellipse round the chin
-    side_y = max(top, m) + 0.1 * m
+    centre_y = max(top, m) + 0.1 * m
     theta = np.linspace(0.0, np.pi, 13)
-    centre_y = side_y
-    chin_arc = np.stack([half_mid * np.cos(theta), centre_y + (bottom - centre_y) * np.sin(theta)], 1)
+    chin_arc = np.stack(
+        [shape.half_mid * np.cos(theta), centre_y + (shape.bottom - centre_y) * np.sin(theta)], 1
+    )
     outline = np.concatenate([top_edge, chin_arc])  # top edge left -> right, then chin right -> left
     return frame.to_image(outline[:, 0], outline[:, 1]).astype(np.float32)
+
+
+def mask_polygon(frame: FaceFrame, placement: Placement, rng: np.random.Generator) -> np.ndarray:
+    """The mask's outline in image pixels, (n, 2) float32, for one placement."""
+    return shape_polygon(frame, mask_shape(frame, placement, rng))
 
 
 def draw_mask(
@@ -177,14 +209,104 @@ def draw_mask(
     feather = max(0.6, 0.02 * frame.eye_dist)
     alpha = cv2.GaussianBlur(alpha, (0, 0), feather)
     out = image_bgr.astype(np.float32) * (1.0 - alpha[:, :, None]) + layer * alpha[:, :, None]
-    if rng.random() < 0.7:  # ear loops from the top corners towards the ears
-        loop = tuple(float(c) * 0.9 for c in colour)
-        thick = max(1, round(0.05 * frame.eye_dist))
-        for k in (0, 8):
-            start = poly[k]
-            a = (-1.0 if k == 0 else 1.0) * frame.eye_dist * rng.uniform(1.2, 1.5)
-            end = frame.to_image(np.array([a]), np.array([frame.nose * rng.uniform(0.3, 0.9)]))[0]
-            cv2.line(out, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)), loop, thick)
+    if rng.random() < 0.7:
+        _ear_loops(out, frame, poly, colour * 0.9, rng)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _ear_loops(
+    out: np.ndarray, frame: FaceFrame, poly: np.ndarray, colour: np.ndarray, rng: np.random.Generator
+) -> None:
+    """Draws (in place) ear loops from the mask's top corners towards the ears."""
+    loop = tuple(float(c) for c in colour)
+    thick = max(1, round(0.05 * frame.eye_dist))
+    for k in (0, 8):
+        start = poly[k]
+        a = (-1.0 if k == 0 else 1.0) * frame.eye_dist * rng.uniform(1.2, 1.5)
+        end = frame.to_image(np.array([a]), np.array([frame.nose * rng.uniform(0.3, 0.9)]))[0]
+        cv2.line(out, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)), loop, thick)
+
+
+# the band of a correctly worn mask that is fabric on nearly every face: from halfway down the
+# nose to under the mouth, across the cheeks (depths in nose / mouth units, width in eye distances)
+FABRIC_TOP_NOSE = 0.6
+FABRIC_BOTTOM_MOUTH = 1.3
+FABRIC_HALF_WIDTH = 0.75
+
+
+def _light(gray: np.ndarray, where: np.ndarray) -> float:
+    return float(gray[where].mean()) if where.any() else 128.0
+
+
+def transplant_mask(
+    image_bgr: np.ndarray,
+    landmarks: np.ndarray,
+    donor_bgr: np.ndarray,
+    donor_landmarks: np.ndarray,
+    placement: Placement,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A copy of ``image_bgr`` wearing the real mask of another face (``donor_bgr``, masked correctly).
+
+    The donor's fabric band (between its nose and its chin, ``FABRIC_*``) is warped by the affine
+    map of the two faces' axes onto the outline ``mask_shape`` draws for ``placement``, matched to
+    the face's brightness and blended with a feathered edge, so the texture, folds and print are a
+    real mask's and only the placement is made up.
+
+    Raises:
+        ValueError: unusable landmarks on either face (see ``face_frame``) or not BGR uint8 images.
+    """
+    for name, img in (("image", image_bgr), ("donor", donor_bgr)):
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"{name} must be HxWx3 uint8 BGR, got {img.shape} {img.dtype}")
+    frame = face_frame(landmarks)
+    donor_frame = face_frame(donor_landmarks)
+    shape = mask_shape(frame, placement, rng)
+    poly = shape_polygon(frame, shape)
+    h, w = image_bgr.shape[:2]
+    alpha = np.zeros((h, w), np.float32)
+    cv2.fillPoly(alpha, [np.round(poly * 8).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=3)
+    if not alpha.any():
+        raise ValueError("the mask falls outside the image")
+
+    # shrink a larger donor first: the affine warp alone would alias its fabric
+    scale = shape.half_top / (FABRIC_HALF_WIDTH * donor_frame.eye_dist) if donor_frame.eye_dist else 1.0
+    donor = donor_bgr
+    donor_lm = np.asarray(donor_landmarks, np.float64)
+    if scale < 0.7:
+        dh, dw = donor.shape[:2]
+        size = (max(1, round(dw * scale)), max(1, round(dh * scale)))
+        donor = cv2.resize(donor, size, interpolation=cv2.INTER_AREA)
+        donor_lm = donor_lm * np.array([size[0] / dw, size[1] / dh])
+        donor_frame = face_frame(donor_lm)
+    d_top = FABRIC_TOP_NOSE * donor_frame.nose
+    d_bottom = FABRIC_BOTTOM_MOUTH * donor_frame.mouth
+    d_half = FABRIC_HALF_WIDTH * donor_frame.eye_dist
+    flip = bool(rng.random() < 0.5)  # the donor's fabric mirrored half the time
+    src = donor_frame.to_image(np.array([-d_half, d_half, 0.0]), np.array([d_top, d_top, d_bottom]))
+    side = np.array([shape.half_top, -shape.half_top] if flip else [-shape.half_top, shape.half_top])
+    dst = frame.to_image(np.array([side[0], side[1], 0.0]), np.array([shape.top, shape.top, shape.bottom]))
+    warp = cv2.getAffineTransform(src.astype(np.float32), dst.astype(np.float32))
+    layer = cv2.warpAffine(donor, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+    # the face's light: the skin above the mask here, the eyes and forehead above the donor's band
+    gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    donor_gray = cv2.cvtColor(donor, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    ys = np.arange(donor.shape[0], dtype=np.float32)[:, None]
+    xs = np.arange(donor.shape[1], dtype=np.float32)[None, :]
+    depth = (xs - donor_frame.origin[0]) * donor_frame.down[0] + (
+        ys - donor_frame.origin[1]
+    ) * donor_frame.down[1]
+    gain = _light(gray, alpha < 0.5) / max(_light(donor_gray, depth < 0.3 * donor_frame.nose), 1.0)
+    layer = layer.astype(np.float32) * float(np.clip(gain, 0.6, 1.6) ** 0.7)
+
+    feather = max(0.6, 0.02 * frame.eye_dist)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), feather)
+    out = image_bgr.astype(np.float32) * (1.0 - alpha[:, :, None]) + layer * alpha[:, :, None]
+    if rng.random() < 0.5:
+        inside = alpha > 0.5
+        colour = layer[inside].mean(0) * 0.9 if inside.any() else np.full(3, 200.0, np.float32)
+        _ear_loops(out, frame, poly, colour, rng)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
@@ -218,39 +340,27 @@ def row_rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def synthesize_rows(
+def _usable_faces(
     rows: Sequence[ManifestRow],
-    out_dir: Path,
+    label: str,
     config: SynthConfig,
     detector: FaceDetector,
-    classes: Sequence[str],
-) -> tuple[list[ManifestRow], dict[str, Any]]:
-    """Paint masks on ``config.from_label`` training crops; returns the new rows and a summary.
+    limit: int | None = None,
+) -> tuple[list[tuple[ManifestRow, np.ndarray, np.ndarray]], int, Counter[str]]:
+    """``train`` crops of ``label`` (no synthetic ones) of at least ``min_face_px`` with usable landmarks.
 
-    Sources are the ``train`` rows of ``from_label`` whose crop's shorter side is at least
-    ``min_face_px`` and whose landmarks the detector finds. Each placement takes ``count`` of them
-    (a source serves one placement; when there are too few, they are reused with another draw).
-    The new crops go to ``<out_dir>/synth/<placement>/`` with source ``synth_<placement>:<source>``;
-    each row keeps its source's group (so a synthetic face never crosses splits) and names the source crop as ``parent``. The output
-    depends only on the rows, the config and the detector, not on their order.
+    Returns the faces (row, image, landmarks) in sha256 order, at most ``limit`` of them, the number
+    of candidates, and why the others were skipped.
     """
-    for placement in config.placements:
-        label = PLACEMENT_LABELS[placement]
-        if label not in classes:
-            raise ValueError(
-                f"synthetic placement {placement!r} gives label {label!r}, not a task class {list(classes)}"
-            )
     candidates = sorted(
-        (
-            r
-            for r in rows
-            if r.split == "train" and r.label == config.from_label and not r.source.startswith("synth")
-        ),
+        (r for r in rows if r.split == "train" and r.label == label and not r.source.startswith("synth")),
         key=lambda r: r.sha256,
     )
     usable: list[tuple[ManifestRow, np.ndarray, np.ndarray]] = []
     skipped: Counter[str] = Counter()
     for r in candidates:
+        if limit is not None and len(usable) >= limit:
+            break
         image = cv2.imread(r.path, cv2.IMREAD_COLOR)
         if image is None:
             skipped["unreadable"] += 1
@@ -268,28 +378,84 @@ def synthesize_rows(
             skipped["not_frontal"] += 1
             continue
         usable.append((r, image, lm))
+    return usable, len(candidates), skipped
+
+
+def synthesize_rows(
+    rows: Sequence[ManifestRow],
+    out_dir: Path,
+    config: SynthConfig,
+    detector: FaceDetector,
+    classes: Sequence[str],
+) -> tuple[list[ManifestRow], dict[str, Any]]:
+    """Put masks on ``config.from_label`` training crops; returns the new rows and a summary.
+
+    Sources are the ``train`` rows of ``from_label`` whose crop's shorter side is at least
+    ``min_face_px`` and whose landmarks the detector finds. Each placement takes ``count`` of them
+    (a source serves one placement; when there are too few, they are reused with another draw).
+    A ``real_texture`` share of the crops wears the fabric of a real mask (``transplant_mask``) cut
+    from one of the first ``max_donors`` usable ``train`` crops of ``texture_label`` (in sha256
+    order); the others get a painted one (``draw_mask``).
+    The new crops go to ``<out_dir>/synth/<placement>/`` with source ``synth_<placement>:<source>``;
+    each row keeps its source's group (so a synthetic face never crosses splits) and names the
+    source crop as ``parent``. The output depends only on the rows, the config and the detector,
+    not on their order.
+    """
+    for placement in config.placements:
+        label = PLACEMENT_LABELS[placement]
+        if label not in classes:
+            raise ValueError(
+                f"synthetic placement {placement!r} gives label {label!r}, not a task class {list(classes)}"
+            )
+    if config.real_texture > 0 and config.texture_label not in classes:
+        raise ValueError(
+            f"synthetic texture_label {config.texture_label!r} is not a task class {list(classes)}"
+        )
+    usable, n_candidates, skipped = _usable_faces(rows, config.from_label, config, detector)
+    donors: list[tuple[ManifestRow, np.ndarray, np.ndarray]] = []
+    summary: dict[str, Any] = {"candidates": n_candidates, "usable": len(usable)}
+    if config.real_texture > 0:
+        donors, n_donor_candidates, _ = _usable_faces(
+            rows, config.texture_label, config, detector, limit=config.max_donors
+        )
+        summary["texture_donors"] = len(donors)
+        if not donors:
+            raise ValueError(
+                f"synthetic real_texture {config.real_texture}: none of the {n_donor_candidates} train crops of "
+                f"{config.texture_label!r} is at least {config.min_face_px} px with landmarks the detector finds"
+            )
     out: list[ManifestRow] = []
     made: Counter[str] = Counter()
+    textured: Counter[str] = Counter()
     if not usable:
-        return out, {"candidates": len(candidates), "usable": 0, "skipped": dict(skipped), "made": {}}
+        return out, {**summary, "skipped": dict(skipped), "made": {}}
     order = np.random.default_rng(config.seed).permutation(len(usable))
     cursor = 0
     for placement, count in sorted(config.placements.items()):
         for k in range(count):
             pass_no, pos = divmod(cursor + k, len(usable))  # pass_no > 0: a source reused
             r, image, lm = usable[order[pos]]
-            rng = row_rng(config.seed, f"{r.sha256}:{placement}:{pass_no}")
+            key = f"{r.sha256}:{placement}:{pass_no}"
+            rng = row_rng(config.seed, key)
+            donor = None
+            if donors:
+                pick = row_rng(config.seed, f"{key}:texture")
+                if pick.random() < config.real_texture:
+                    donor = donors[int(pick.integers(len(donors)))]
             try:
-                painted = draw_mask(image, lm, placement, rng)  # type: ignore[arg-type]
+                if donor is None:
+                    masked = draw_mask(image, lm, placement, rng)  # type: ignore[arg-type]
+                else:
+                    masked = transplant_mask(image, lm, donor[1], donor[2], placement, rng)  # type: ignore[arg-type]
             except ValueError:
                 skipped["draw_failed"] += 1
                 continue
             rel = Path("synth") / placement / f"{Path(r.path).stem}_{pass_no}.png"
-            write_atomic(out_dir / rel, encode_png(painted))
+            write_atomic(out_dir / rel, encode_png(masked))
             out.append(
                 ManifestRow(
                     path=str(out_dir / rel),
-                    sha256=pixel_sha256(painted),
+                    sha256=pixel_sha256(masked),
                     label=PLACEMENT_LABELS[placement],
                     split="train",
                     group=r.group,
@@ -299,11 +465,10 @@ def synthesize_rows(
                 )
             )
             made[placement] += 1
+            if donor is not None:
+                textured[placement] += 1
         cursor += count
-    summary = {
-        "candidates": len(candidates),
-        "usable": len(usable),
-        "skipped": dict(skipped),
-        "made": dict(made),
-    }
+    summary.update(skipped=dict(skipped), made=dict(made))
+    if donors:
+        summary["real_texture"] = dict(textured)
     return out, summary
