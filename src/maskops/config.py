@@ -127,12 +127,27 @@ class SynthConfig(BaseModel):
         default="with_mask", description="the class of correctly masked faces the real fabric is cut from"
     )
     max_donors: int = Field(default=600, ge=1, description="at most this many faces give their mask's fabric")
+    under_nose_top: tuple[float, float] = Field(
+        default=(0.2, 0.6),
+        description="range of an under_nose mask's top edge: share of the way from the nose tip (0) to the mouth (1)",
+    )
+    side_lift: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="a wrong mask's top corners ride up to this share of the nose depth above its middle",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SynthConfig:
         bad = {k: v for k, v in self.placements.items() if v < 0}
         if bad:
             raise ValueError(f"placement counts must be >= 0, got {bad}")
+        lo, hi = self.under_nose_top
+        if not 0.0 <= lo <= hi < 1.0:
+            raise ValueError(
+                f"under_nose_top must be 0 <= low <= high < 1 (nose tip 0, mouth 1), got {[lo, hi]}"
+            )
         return self
 
 

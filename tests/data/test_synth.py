@@ -11,7 +11,14 @@ import pytest
 from maskops.config import SynthConfig, TaskConfig
 from maskops.data.crops import pixel_sha256
 from maskops.data.manifest import ManifestRow
-from maskops.data.synth import draw_mask, face_frame, mask_polygon, synthesize_rows, transplant_mask
+from maskops.data.synth import (
+    Geometry,
+    draw_mask,
+    face_frame,
+    mask_polygon,
+    synthesize_rows,
+    transplant_mask,
+)
 
 # an upright face in a 100x120 image: eyes at y=40, nose tip at y=62, mouth at y=80
 UPRIGHT = np.array([[35, 40], [65, 40], [50, 62], [38, 80], [62, 80]], np.float32)
@@ -62,6 +69,29 @@ def test_placements_put_the_top_edge_where_they_say(seed: int) -> None:
     assert correct < f.nose  # the nose is covered
     assert f.nose < under.min() and under.max() < f.mouth  # nose free, mouth covered
     assert chin.min() > f.mouth  # only the chin covered
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_geometry_moves_the_under_nose_edge_and_lifts_the_corners(seed: int) -> None:
+    f = face_frame(UPRIGHT)  # nose tip 22 px, mouth 40 px below the eyes
+    high = Geometry(under_nose_top=(0.0, 0.1), side_lift=0.5)
+    edge = _depths(mask_polygon(f, "under_nose", np.random.default_rng(seed), high))[:9]
+    middle, corners = edge[4], edge[[0, 8]]
+    assert f.nose - 1.0 <= middle <= f.nose + 0.1 * (f.mouth - f.nose)  # just under the nose tip
+    assert np.all(corners <= middle + 1.3)  # the corners never sit lower than the middle's arch allows
+    lifted = [
+        _depths(mask_polygon(f, "under_nose", np.random.default_rng(s), high))[[0, 8]].mean()
+        for s in range(20)
+    ]
+    flat = [
+        _depths(mask_polygon(f, "under_nose", np.random.default_rng(s), Geometry((0.0, 0.1))))[[0, 8]].mean()
+        for s in range(20)
+    ]
+    assert np.mean(lifted) < np.mean(flat) - 2.0  # up to 11 px of lift: about 5 px on average
+    # the correct placement ignores both
+    a = mask_polygon(f, "correct", np.random.default_rng(seed), high)
+    b = mask_polygon(f, "correct", np.random.default_rng(seed))
+    np.testing.assert_array_equal(a, b)
 
 
 def test_placement_must_be_known() -> None:
@@ -181,6 +211,8 @@ def test_synth_config_is_checked_against_the_task() -> None:
         )
     with pytest.raises(ValueError, match="less than or equal to 1"):
         SynthConfig(placements={"chin": 1}, real_texture=1.5)
+    with pytest.raises(ValueError, match="under_nose_top"):
+        SynthConfig(placements={"under_nose": 1}, under_nose_top=(0.5, 0.2))
 
 
 def _photo_rows(data_dir: Path, tmp_path: Path, n: int, label: str = "without_mask") -> list[ManifestRow]:

@@ -105,6 +105,24 @@ def face_frame(landmarks: np.ndarray) -> FaceFrame:
 
 
 @dataclass(frozen=True)
+class Geometry:
+    """Where the wrong placements may sit (``SynthConfig``'s ``under_nose_top`` and ``side_lift``).
+
+    Attributes:
+        under_nose_top: the range of an ``under_nose`` mask's top edge, as a share of the way from
+            the nose tip (0) to the mouth (1).
+        side_lift: a wrong mask's top corners ride up to this share of the nose depth higher than
+            its middle (a mask pulled down under the nose rides up the cheeks to the ear loops).
+    """
+
+    under_nose_top: tuple[float, float] = (0.2, 0.6)
+    side_lift: float = 0.0
+
+
+DEFAULT_GEOMETRY = Geometry()
+
+
+@dataclass(frozen=True)
 class MaskShape:
     """A mask's extent in its face's axes (pixels; depths below the eye line, widths from the middle).
 
@@ -114,6 +132,7 @@ class MaskShape:
         bottom: depth of the lowest point, under the chin.
         half_top: half the width of the top edge.
         half_mid: half the width round the chin.
+        lift: how much higher than ``top`` the top edge's corners sit.
     """
 
     placement: Placement
@@ -121,16 +140,19 @@ class MaskShape:
     bottom: float
     half_top: float
     half_mid: float
+    lift: float = 0.0
 
 
-def mask_shape(frame: FaceFrame, placement: Placement, rng: np.random.Generator) -> MaskShape:
+def mask_shape(
+    frame: FaceFrame, placement: Placement, rng: np.random.Generator, geometry: Geometry = DEFAULT_GEOMETRY
+) -> MaskShape:
     """A random mask extent for one placement (see the module docstring)."""
     m, n, ed = frame.mouth, frame.nose, frame.eye_dist
     chin = m * rng.uniform(1.55, 1.8)
     if placement == "correct":
         top = n * rng.uniform(0.35, 0.65)
     elif placement == "under_nose":
-        top = n + (m - n) * rng.uniform(0.2, 0.6)
+        top = n + (m - n) * rng.uniform(*geometry.under_nose_top)
     elif placement == "chin":
         top = m + (chin - m) * rng.uniform(0.25, 0.45)
     else:
@@ -138,7 +160,10 @@ def mask_shape(frame: FaceFrame, placement: Placement, rng: np.random.Generator)
     half_top = ed * rng.uniform(0.95, 1.15)
     half_mid = ed * rng.uniform(0.9, 1.05)
     bottom = chin + m * rng.uniform(0.0, 0.12)
-    return MaskShape(placement, float(top), float(bottom), float(half_top), float(half_mid))
+    lift = 0.0
+    if placement != "correct" and geometry.side_lift > 0:  # drawn only then: the default draws are kept
+        lift = n * rng.uniform(0.0, geometry.side_lift)
+    return MaskShape(placement, float(top), float(bottom), float(half_top), float(half_mid), float(lift))
 
 
 def shape_polygon(frame: FaceFrame, shape: MaskShape) -> np.ndarray:
@@ -148,7 +173,7 @@ def shape_polygon(frame: FaceFrame, shape: MaskShape) -> np.ndarray:
     # top edge: a gentle arch (higher in the middle over a covered nose, flat otherwise)
     xs = np.linspace(-half_top, half_top, 9)
     arch = (n * 0.12 if shape.placement == "correct" else m * 0.03) * (1.0 - (xs / half_top) ** 2)
-    top_edge = np.stack([xs, top - arch], 1)
+    top_edge = np.stack([xs, top - arch - shape.lift * (xs / half_top) ** 2], 1)
     # sides straight down to the mouth line, then a half ellipse round the chin
     centre_y = max(top, m) + 0.1 * m
     theta = np.linspace(0.0, np.pi, 13)
@@ -159,13 +184,19 @@ def shape_polygon(frame: FaceFrame, shape: MaskShape) -> np.ndarray:
     return frame.to_image(outline[:, 0], outline[:, 1]).astype(np.float32)
 
 
-def mask_polygon(frame: FaceFrame, placement: Placement, rng: np.random.Generator) -> np.ndarray:
+def mask_polygon(
+    frame: FaceFrame, placement: Placement, rng: np.random.Generator, geometry: Geometry = DEFAULT_GEOMETRY
+) -> np.ndarray:
     """The mask's outline in image pixels, (n, 2) float32, for one placement."""
-    return shape_polygon(frame, mask_shape(frame, placement, rng))
+    return shape_polygon(frame, mask_shape(frame, placement, rng, geometry))
 
 
 def draw_mask(
-    image_bgr: np.ndarray, landmarks: np.ndarray, placement: Placement, rng: np.random.Generator
+    image_bgr: np.ndarray,
+    landmarks: np.ndarray,
+    placement: Placement,
+    rng: np.random.Generator,
+    geometry: Geometry = DEFAULT_GEOMETRY,
 ) -> np.ndarray:
     """A copy of ``image_bgr`` (uint8 BGR) with a mask painted on the face.
 
@@ -179,7 +210,7 @@ def draw_mask(
         raise ValueError(f"image must be HxWx3 uint8 BGR, got {image_bgr.shape} {image_bgr.dtype}")
     frame = face_frame(landmarks)
     h, w = image_bgr.shape[:2]
-    poly = mask_polygon(frame, placement, rng)
+    poly = mask_polygon(frame, placement, rng, geometry)
     scale = 8  # draw at 8x sub-pixel precision (shift=3)
     pts = np.round(poly * scale).astype(np.int32)
     alpha = np.zeros((h, w), np.float32)
@@ -245,6 +276,7 @@ def transplant_mask(
     donor_landmarks: np.ndarray,
     placement: Placement,
     rng: np.random.Generator,
+    geometry: Geometry = DEFAULT_GEOMETRY,
 ) -> np.ndarray:
     """A copy of ``image_bgr`` wearing the real mask of another face (``donor_bgr``, masked correctly).
 
@@ -261,7 +293,7 @@ def transplant_mask(
             raise ValueError(f"{name} must be HxWx3 uint8 BGR, got {img.shape} {img.dtype}")
     frame = face_frame(landmarks)
     donor_frame = face_frame(donor_landmarks)
-    shape = mask_shape(frame, placement, rng)
+    shape = mask_shape(frame, placement, rng, geometry)
     poly = shape_polygon(frame, shape)
     h, w = image_bgr.shape[:2]
     alpha = np.zeros((h, w), np.float32)
@@ -285,7 +317,8 @@ def transplant_mask(
     flip = bool(rng.random() < 0.5)  # the donor's fabric mirrored half the time
     src = donor_frame.to_image(np.array([-d_half, d_half, 0.0]), np.array([d_top, d_top, d_bottom]))
     side = np.array([shape.half_top, -shape.half_top] if flip else [-shape.half_top, shape.half_top])
-    dst = frame.to_image(np.array([side[0], side[1], 0.0]), np.array([shape.top, shape.top, shape.bottom]))
+    top = shape.top - shape.lift  # the band's top edge at the lifted corners: fabric all over
+    dst = frame.to_image(np.array([side[0], side[1], 0.0]), np.array([top, top, shape.bottom]))
     warp = cv2.getAffineTransform(src.astype(np.float32), dst.astype(np.float32))
     layer = cv2.warpAffine(donor, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
@@ -411,6 +444,7 @@ def synthesize_rows(
         raise ValueError(
             f"synthetic texture_label {config.texture_label!r} is not a task class {list(classes)}"
         )
+    geometry = Geometry(config.under_nose_top, config.side_lift)
     usable, n_candidates, skipped = _usable_faces(rows, config.from_label, config, detector)
     donors: list[tuple[ManifestRow, np.ndarray, np.ndarray]] = []
     summary: dict[str, Any] = {"candidates": n_candidates, "usable": len(usable)}
@@ -444,9 +478,9 @@ def synthesize_rows(
                     donor = donors[int(pick.integers(len(donors)))]
             try:
                 if donor is None:
-                    masked = draw_mask(image, lm, placement, rng)  # type: ignore[arg-type]
+                    masked = draw_mask(image, lm, placement, rng, geometry)  # type: ignore[arg-type]
                 else:
-                    masked = transplant_mask(image, lm, donor[1], donor[2], placement, rng)  # type: ignore[arg-type]
+                    masked = transplant_mask(image, lm, donor[1], donor[2], placement, rng, geometry)  # type: ignore[arg-type]
             except ValueError:
                 skipped["draw_failed"] += 1
                 continue
