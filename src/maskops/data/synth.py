@@ -128,11 +128,11 @@ class MaskShape:
 
     Attributes:
         placement: where it sits.
-        top: depth of the top edge at the sides.
+        top: depth of the top edge (its middle rises by a small arch, its corners by ``lift``).
         bottom: depth of the lowest point, under the chin.
         half_top: half the width of the top edge.
         half_mid: half the width round the chin.
-        lift: how much higher than ``top`` the top edge's corners sit.
+        lift: how much higher than ``top`` the top edge's corners sit (0 unless ``Geometry.side_lift``).
     """
 
     placement: Placement
@@ -302,7 +302,7 @@ def transplant_mask(
         raise ValueError("the mask falls outside the image")
 
     # shrink a larger donor first: the affine warp alone would alias its fabric
-    scale = shape.half_top / (FABRIC_HALF_WIDTH * donor_frame.eye_dist) if donor_frame.eye_dist else 1.0
+    scale = shape.half_top / (FABRIC_HALF_WIDTH * donor_frame.eye_dist)  # eye_dist >= 1 (face_frame)
     donor = donor_bgr
     donor_lm = np.asarray(donor_landmarks, np.float64)
     if scale < 0.7:
