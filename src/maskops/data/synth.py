@@ -191,6 +191,33 @@ def mask_polygon(
     return shape_polygon(frame, mask_shape(frame, placement, rng, geometry))
 
 
+def _check_bgr(name: str, image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{name} must be HxWx3 uint8 BGR, got {image.shape} {image.dtype}")
+
+
+def _polygon_alpha(poly: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The (h, w) float32 coverage of ``poly`` (anti-aliased, drawn at 8x sub-pixel precision)."""
+    alpha = np.zeros((h, w), np.float32)
+    cv2.fillPoly(alpha, [np.round(poly * 8).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=3)
+    if not alpha.any():
+        raise ValueError("the mask falls outside the image")
+    return alpha
+
+
+def _light(gray: np.ndarray, where: np.ndarray) -> float:
+    """Mean brightness of ``gray`` where ``where`` holds (128 when nowhere)."""
+    return float(gray[where].mean()) if where.any() else 128.0
+
+
+def _blend(
+    image_bgr: np.ndarray, layer: np.ndarray, alpha: np.ndarray, frame: FaceFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """``layer`` over ``image_bgr`` (float32) through ``alpha`` feathered to the face's size; also the feathered alpha."""
+    alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.6, 0.02 * frame.eye_dist))
+    return image_bgr.astype(np.float32) * (1.0 - alpha[:, :, None]) + layer * alpha[:, :, None], alpha
+
+
 def draw_mask(
     image_bgr: np.ndarray,
     landmarks: np.ndarray,
@@ -206,23 +233,17 @@ def draw_mask(
     Raises:
         ValueError: unusable landmarks (see ``face_frame``) or not a BGR uint8 image.
     """
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-        raise ValueError(f"image must be HxWx3 uint8 BGR, got {image_bgr.shape} {image_bgr.dtype}")
+    _check_bgr("image", image_bgr)
     frame = face_frame(landmarks)
     h, w = image_bgr.shape[:2]
     poly = mask_polygon(frame, placement, rng, geometry)
-    scale = 8  # draw at 8x sub-pixel precision (shift=3)
-    pts = np.round(poly * scale).astype(np.int32)
-    alpha = np.zeros((h, w), np.float32)
-    cv2.fillPoly(alpha, [pts], 1.0, lineType=cv2.LINE_AA, shift=3)
-    if not alpha.any():
-        raise ValueError("the mask falls outside the image")
+    alpha = _polygon_alpha(poly, h, w)
 
     colour = np.asarray(MASK_COLOURS[int(rng.integers(len(MASK_COLOURS)))], np.float32)
     colour = np.clip(colour + rng.normal(0.0, 12.0, 3), 0, 255)
     # take the face's light: mean brightness of the skin above the mask
     gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    face_light = float(gray[alpha < 0.5].mean()) if (alpha < 0.5).any() else 128.0
+    face_light = _light(gray, alpha < 0.5)
     colour *= float(np.clip((face_light / 140.0) ** 0.7, 0.35, 1.15))
 
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -237,9 +258,7 @@ def draw_mask(
         layer *= pleat[:, :, None]
     layer += rng.normal(0.0, 3.0, layer.shape).astype(np.float32)
 
-    feather = max(0.6, 0.02 * frame.eye_dist)
-    alpha = cv2.GaussianBlur(alpha, (0, 0), feather)
-    out = image_bgr.astype(np.float32) * (1.0 - alpha[:, :, None]) + layer * alpha[:, :, None]
+    out, _ = _blend(image_bgr, layer, alpha, frame)
     if rng.random() < 0.7:
         _ear_loops(out, frame, poly, colour * 0.9, rng)
     return np.clip(out, 0, 255).astype(np.uint8)
@@ -265,10 +284,6 @@ FABRIC_BOTTOM_MOUTH = 1.3
 FABRIC_HALF_WIDTH = 0.75
 
 
-def _light(gray: np.ndarray, where: np.ndarray) -> float:
-    return float(gray[where].mean()) if where.any() else 128.0
-
-
 def transplant_mask(
     image_bgr: np.ndarray,
     landmarks: np.ndarray,
@@ -288,18 +303,14 @@ def transplant_mask(
     Raises:
         ValueError: unusable landmarks on either face (see ``face_frame``) or not BGR uint8 images.
     """
-    for name, img in (("image", image_bgr), ("donor", donor_bgr)):
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"{name} must be HxWx3 uint8 BGR, got {img.shape} {img.dtype}")
+    _check_bgr("image", image_bgr)
+    _check_bgr("donor", donor_bgr)
     frame = face_frame(landmarks)
     donor_frame = face_frame(donor_landmarks)
     shape = mask_shape(frame, placement, rng, geometry)
     poly = shape_polygon(frame, shape)
     h, w = image_bgr.shape[:2]
-    alpha = np.zeros((h, w), np.float32)
-    cv2.fillPoly(alpha, [np.round(poly * 8).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=3)
-    if not alpha.any():
-        raise ValueError("the mask falls outside the image")
+    alpha = _polygon_alpha(poly, h, w)
 
     # shrink a larger donor first: the affine warp alone would alias its fabric
     scale = shape.half_top / (FABRIC_HALF_WIDTH * donor_frame.eye_dist)  # eye_dist >= 1 (face_frame)
@@ -333,9 +344,7 @@ def transplant_mask(
     gain = _light(gray, alpha < 0.5) / max(_light(donor_gray, depth < 0.3 * donor_frame.nose), 1.0)
     layer = layer.astype(np.float32) * float(np.clip(gain, 0.6, 1.6) ** 0.7)
 
-    feather = max(0.6, 0.02 * frame.eye_dist)
-    alpha = cv2.GaussianBlur(alpha, (0, 0), feather)
-    out = image_bgr.astype(np.float32) * (1.0 - alpha[:, :, None]) + layer * alpha[:, :, None]
+    out, alpha = _blend(image_bgr, layer, alpha, frame)
     if rng.random() < 0.5:
         inside = alpha > 0.5
         colour = layer[inside].mean(0) * 0.9 if inside.any() else np.full(3, 200.0, np.float32)
