@@ -142,6 +142,32 @@ def test_resume_after_interrupt_matches_uninterrupted_run(
         assert torch.equal(v, _weights(out / "last.pt")[k]), k
 
 
+
+def test_resuming_a_finished_run_releases_it_without_training_again(
+    tmp_path: Path, toy_task: TaskConfig, toy_cfg: TrainConfig, toy_manifest: Path, uri: str
+) -> None:
+    # an experiment trained with --no-release is judged on val first; `--resume --release` then
+    # exports the best epoch it already has
+    out = tmp_path / "run"
+    first = _train(toy_task, toy_cfg, toy_manifest, out, uri, plots=False)
+    last_before = _weights(out / "last.pt")
+    seen: dict[str, Any] = {}
+
+    def on_finish(result: TrainResult, model: torch.nn.Module) -> None:
+        seen["result"] = result
+        seen["state"] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    again = _train(toy_task, toy_cfg, toy_manifest, out, uri, resume=True, on_finish=on_finish, plots=False)
+
+    assert seen["result"] is again and again.run_id == first.run_id
+    assert again.epochs == first.epochs and again.best_epoch == first.best_epoch
+    assert len(again.history) == len(first.history)
+    np.testing.assert_allclose(again.val_logits, first.val_logits, atol=1e-6)
+    for k, v in _weights(out / "last.pt").items():
+        assert torch.equal(v, last_before[k]), k  # no epoch was trained again
+    for k, v in _weights(first.best_checkpoint).items():
+        assert torch.equal(seen["state"][k], v), k  # the released model is the best epoch
+
 def test_early_stopping_fires(
     tmp_path: Path, toy_task: TaskConfig, toy_cfg: TrainConfig, toy_manifest: Path, uri: str
 ) -> None:
