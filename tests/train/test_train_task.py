@@ -142,7 +142,6 @@ def test_resume_after_interrupt_matches_uninterrupted_run(
         assert torch.equal(v, _weights(out / "last.pt")[k]), k
 
 
-
 def test_resuming_a_finished_run_releases_it_without_training_again(
     tmp_path: Path, toy_task: TaskConfig, toy_cfg: TrainConfig, toy_manifest: Path, uri: str
 ) -> None:
@@ -167,6 +166,7 @@ def test_resuming_a_finished_run_releases_it_without_training_again(
         assert torch.equal(v, last_before[k]), k  # no epoch was trained again
     for k, v in _weights(first.best_checkpoint).items():
         assert torch.equal(seen["state"][k], v), k  # the released model is the best epoch
+
 
 def test_early_stopping_fires(
     tmp_path: Path, toy_task: TaskConfig, toy_cfg: TrainConfig, toy_manifest: Path, uri: str
