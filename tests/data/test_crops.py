@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from maskops.data.crops import box_from_str, box_to_str, expand_box, safe_stem
+from maskops.boxes import expand_box
+from maskops.data.crops import box_from_str, box_to_str, safe_stem
 
 
 def test_expand_box_adds_margin_per_side() -> None:

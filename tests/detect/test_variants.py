@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from maskops.boxes import nms
 from maskops.detect.detectors import FaceDetector, create_detector, list_detectors
-from maskops.detect.multiscale import flip_detections, merge_views, nms, weighted_box_fusion
+from maskops.detect.multiscale import flip_detections, merge_views, weighted_box_fusion
 from maskops.detect.refine import (
     BoxRefiner,
     RefinedDetector,

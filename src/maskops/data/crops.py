@@ -1,4 +1,4 @@
-"""Face crops: box arithmetic (pure), a pixel-content hash, and atomic, resumable PNG writing.
+"""Face crops: box strings, a pixel-content hash, and atomic, resumable PNG writing.
 
 A crop's identity is ``pixel_sha256`` of its decoded pixels, not the sha256 of the PNG bytes: PNG is
 lossless, but the bytes an encoder writes change between OpenCV/libpng versions, and the manifest's
@@ -8,7 +8,6 @@ content hash must only change when the data does.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 from collections.abc import Sequence
@@ -16,27 +15,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-
-def expand_box(box: Sequence[float], margin: float, width: int, height: int) -> tuple[int, int, int, int]:
-    """Grow a box by ``margin`` x its size on every side, round outwards and clip to the image.
-
-    Args:
-        box: ``(x1, y1, x2, y2)`` in pixels.
-        margin: fraction of the box width (x) / height (y) added per side.
-        width, height: image size.
-
-    Returns:
-        Integer ``(x1, y1, x2, y2)`` with ``0 <= x1 < x2 <= width`` when the box overlaps the image.
-    """
-    x1, y1, x2, y2 = (float(v) for v in box)
-    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
-    return (
-        max(0, math.floor(x1 - dx)),
-        max(0, math.floor(y1 - dy)),
-        min(width, math.ceil(x2 + dx)),
-        min(height, math.ceil(y2 + dy)),
-    )
 
 
 def box_to_str(box: Sequence[float]) -> str:

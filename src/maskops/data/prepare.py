@@ -36,11 +36,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from maskops.boxes import expand_box
 from maskops.config import Settings, SourceConfig, TaskConfig, resolve_source_path
 from maskops.data.crops import (
     box_to_str,
     encode_png,
-    expand_box,
     pixel_sha256,
     png_pixel_sha256,
     safe_stem,

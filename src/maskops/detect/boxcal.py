@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from maskops.boxes import box_iou
 from maskops.detect.detectors import FaceDetector, create_detector, register_detector
 from maskops.types import Detections
 
@@ -286,8 +287,6 @@ def fit_box_calibration(
             sel = k == b
             corr.append(_summary(v[sel], method, int(sel.sum())) if sel.sum() >= min_count else glob)
         cal = BoxCalibration(tuple(corr), tuple(float(e) for e in edges), detector, method, fitted_on)
-    from maskops.evaluate.detection import box_iou
-
     before = np.diag(box_iou(pred, gt)) if len(v) else np.zeros(0)
     after = np.diag(box_iou(cal.apply(pred), gt)) if len(v) else np.zeros(0)
     stats = {

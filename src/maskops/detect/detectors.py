@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
+from maskops.boxes import clip_boxes as _clip
 from maskops.types import Detections
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,6 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
     return image
-
-
-def _clip(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
-    out = xyxy.astype(np.float32, copy=True)
-    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, width)
-    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, height)
-    return out
 
 
 @register_detector("yunet")

@@ -18,33 +18,17 @@ from typing import Any
 import cv2
 import numpy as np
 
+from maskops.boxes import box_iou, nms
 from maskops.detect.detectors import FaceDetector, YuNetDetector, _as_bgr, register_detector
-from maskops.evaluate.detection import box_iou
 from maskops.types import Detections
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MERGES", "MultiScaleYuNet", "flip_detections", "merge_views", "nms", "weighted_box_fusion"]
+__all__ = ["MERGES", "MultiScaleYuNet", "flip_detections", "merge_views", "weighted_box_fusion"]
 
 MERGES = ("nms", "wbf")
 # YuNet's landmarks: right eye, left eye, nose tip, right and left mouth corners; a mirror swaps sides
 _FLIP_LANDMARKS = [1, 0, 2, 4, 3]
-
-
-def nms(faces: Detections, iou_threshold: float) -> Detections:
-    """Greedy non-maximum suppression by ``confidence`` (stable for ties)."""
-    if len(faces) <= 1:
-        return faces
-    order = np.argsort(-faces.confidence, kind="stable")
-    iou = box_iou(faces.xyxy, faces.xyxy)
-    suppressed = np.zeros(len(faces), bool)
-    keep = []
-    for i in order:
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= iou[i] > iou_threshold
-    return faces[np.asarray(keep, np.int64)]
 
 
 def weighted_box_fusion(faces: Detections, iou_threshold: float, num_views: int) -> Detections:

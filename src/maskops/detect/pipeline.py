@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from maskops.data.crops import expand_box
+from maskops.boxes import expand_box
 from maskops.detect.detectors import DEFAULT_DETECTOR, FaceDetector, create_detector
 from maskops.inference.classifier import OnnxClassifier
 from maskops.types import Detections

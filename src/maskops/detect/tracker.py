@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskops.evaluate.detection import box_iou
+from maskops.boxes import box_iou
 from maskops.types import Detections
 
 

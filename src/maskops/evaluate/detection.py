@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from maskops.boxes import box_iou
 from maskops.types import Detections
 
 __all__ = [
@@ -35,42 +36,6 @@ __all__ = [
 ]
 
 COCO_IOU_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
-
-
-def _boxes(x: Any, name: str) -> np.ndarray:
-    arr = np.asarray(x.xyxy if isinstance(x, Detections) else x, np.float64)
-    if arr.size == 0:
-        return arr.reshape(0, 4)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (n, 4), got {arr.shape}")
-    return arr
-
-
-def box_iou(a: Any, b: Any) -> np.ndarray:
-    """Pairwise intersection over union.
-
-    Args:
-        a: (n, 4) xyxy boxes (or ``Detections``).
-        b: (m, 4) xyxy boxes (or ``Detections``).
-
-    Returns:
-        (n, m) float64 IoU; an empty (0, m) / (n, 0) array when either side is empty. Pairs whose union
-        has zero area get IoU 0.
-    """
-    a = _boxes(a, "a")
-    b = _boxes(b, "b")
-    if a.shape[0] == 0 or b.shape[0] == 0:
-        return np.zeros((a.shape[0], b.shape[0]), np.float64)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0.0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    out = np.zeros_like(inter)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from maskops.data.crops import expand_box
+from maskops.boxes import box_iou, expand_box
 from maskops.detect.annotate import BoxAnnotator
 from maskops.detect.pipeline import UNCERTAIN, FaceMaskPipeline
 from maskops.detect.tracker import FaceTracker, TrackEvent
-from maskops.evaluate.detection import box_iou
 from maskops.types import Detections
 from maskops.video.sinks import JsonlSink, VideoSink
 from maskops.video.sources import Frame
