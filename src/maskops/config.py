@@ -43,9 +43,28 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
+    database_url: str | None = Field(
+        default=None,
+        description="prediction store, e.g. postgresql+psycopg://user:password@host/maskops "
+        "(default: SQLite at <work_dir>/maskops.db)",
+    )
+    store_predictions: bool = Field(default=True, description="record every served prediction in the store")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, v: str | None) -> str | None:
+        if v:
+            from maskops.monitor.db import parse_database_url  # sqlalchemy only when a URL is set
+
+            parse_database_url(v)
+        return v or None
 
     def prepared_dir(self, task: str) -> Path:
         return self.work_dir / "prepared" / task
+
+    def store_url(self) -> str:
+        """The prediction store's URL: ``database_url``, or SQLite in the work dir."""
+        return self.database_url or f"sqlite:///{self.work_dir / 'maskops.db'}"
 
 
 class SourceConfig(BaseModel):

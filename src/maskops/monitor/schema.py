@@ -1,0 +1,136 @@
+"""The prediction store's tables (SQLAlchemy 2 declarative models).
+
+- ``requests``: one row per served request (the request id is the primary key).
+- ``faces``: one row per face of a request, keyed by (request id, face index).
+- ``feedback``: ground truth for a face (the latest answer for a face wins).
+- ``hourly_requests`` / ``hourly_faces``: rollups the writer keeps in the same transaction as the
+  rows, so business stats over millions of faces read a few hundred rows. Latency goes into
+  log-spaced bins (``LATENCY_BIN_RATIO``) from which the percentiles are read.
+
+Every time is naive UTC. The schema is created and changed only by the Alembic migrations in
+``maskops/monitor/migrations``; ``tests/monitor/test_migrations.py`` checks they match these models.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+LATENCY_BIN_RATIO = 1.05  # bin k holds latencies in [1.05**k, 1.05**(k+1)) ms: percentiles within 5 %
+_MIN_BIN = -60  # ~0.05 ms and below share one bin
+
+
+def latency_bin(ms: float) -> int:
+    """The rollup bin of a latency in milliseconds."""
+    if not ms > 0 or not math.isfinite(ms):
+        return _MIN_BIN
+    return max(_MIN_BIN, math.floor(math.log(ms) / math.log(LATENCY_BIN_RATIO)))
+
+
+def bin_latency_ms(k: int) -> float:
+    """The geometric middle of bin ``k``, in milliseconds."""
+    return LATENCY_BIN_RATIO ** (k + 0.5)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RequestRow(Base):
+    __tablename__ = "requests"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    hour: Mapped[int] = mapped_column(Integer, comment="hours since 1970-01-01 UTC")
+    source: Mapped[str] = mapped_column(String(16))
+    site: Mapped[str | None] = mapped_column(String(64))
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    detector: Mapped[str | None] = mapped_column(String(64))
+    detector_version: Mapped[str | None] = mapped_column(String(64))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    stages_ms: Mapped[dict[str, float]] = mapped_column(JSON)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    brightness: Mapped[float | None] = mapped_column(Float)
+    contrast: Mapped[float | None] = mapped_column(Float)
+    sharpness: Mapped[float | None] = mapped_column(Float)
+    saturation: Mapped[float | None] = mapped_column(Float)
+    n_faces: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_requests_site_hour", "site", "hour"),)
+
+
+class FaceRow(Base):
+    __tablename__ = "faces"
+
+    request_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("requests.request_id", ondelete="CASCADE"), primary_key=True
+    )
+    face_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    size: Mapped[float] = mapped_column(Float, comment="shorter side of the box, px")
+    face_score: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float, comment="top calibrated probability")
+    probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
+    label: Mapped[str] = mapped_column(String(64))
+    uncertain_reason: Mapped[str | None] = mapped_column(String(64))
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = (Index("ix_faces_label", "label"),)
+
+
+class FeedbackRow(Base):
+    __tablename__ = "feedback"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    face_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    true_label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    origin: Mapped[str] = mapped_column(String(16), comment="api or review")
+
+    __table_args__ = (
+        # a face's feedback goes with the face (prune, cascade)
+        ForeignKeyConstraint(
+            ["request_id", "face_index"],
+            ["faces.request_id", "faces.face_index"],
+            ondelete="CASCADE",
+            name="fk_feedback_face",
+        ),
+    )
+
+
+class HourlyRequests(Base):
+    __tablename__ = "hourly_requests"
+
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), primary_key=True, comment="'' when untagged")
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    latency_bin: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer)
+
+
+class HourlyFaces(Base):
+    __tablename__ = "hourly_faces"
+
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), primary_key=True, comment="'' when untagged")
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    faces: Mapped[int] = mapped_column(Integer)

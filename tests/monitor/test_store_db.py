@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Engine
+
+from maskops.config import Settings
+from maskops.monitor.db import (
+    VERSION_TABLE,
+    current_revision,
+    downgrade,
+    make_engine,
+    open_store,
+    parse_database_url,
+    upgrade,
+)
+from maskops.monitor.records import FaceRecord, PredictionRecord
+from maskops.monitor.schema import FaceRow, HourlyFaces, HourlyRequests, RequestRow
+from maskops.monitor.store import epoch_hour, write_records
+
+TABLES = {"requests", "faces", "feedback", "hourly_requests", "hourly_faces"}
+
+
+def test_migrations_up_down_up(store_url: str) -> None:
+    engine = make_engine(store_url)
+    try:
+        upgrade(engine)
+        assert set(inspect(engine).get_table_names()) >= TABLES
+        assert current_revision(engine) == "0001"
+        downgrade(engine)
+        assert not TABLES & set(inspect(engine).get_table_names())
+        assert current_revision(engine) is None
+        upgrade(engine)
+        assert set(inspect(engine).get_table_names()) >= TABLES
+    finally:
+        engine.dispose()
+
+
+def test_migrations_match_the_models(store: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from maskops.monitor.schema import Base
+
+    with store.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        diff = compare_metadata(ctx, Base.metadata)
+    assert diff == []
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path) -> None:
+    engine = open_store(f"sqlite:///{tmp_path / 'sub' / 'm.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_write_is_idempotent(store: Engine, record_factory: Callable[..., PredictionRecord]) -> None:
+    a = record_factory("req-a", ("with_mask", "without_mask"), site="gate-1")
+    b = record_factory("req-b", ("uncertain",))
+    assert write_records(store, [a, b]) == 2
+    assert write_records(store, [a, b]) == 0  # replayed: nothing new
+    assert write_records(store, [b, record_factory("req-c", ())]) == 1
+    with store.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(RequestRow)) == 3
+        assert conn.scalar(select(func.count()).select_from(FaceRow)) == 3
+        assert conn.scalar(select(func.sum(HourlyRequests.requests))) == 3
+        faces = dict(
+            conn.execute(
+                select(HourlyFaces.label, func.sum(HourlyFaces.faces)).group_by(HourlyFaces.label)
+            ).all()
+        )
+        assert faces == {"with_mask": 1, "without_mask": 1, "uncertain": 1}
+        row = conn.execute(select(RequestRow).where(RequestRow.request_id == "req-a")).one()
+        assert (row.site, row.source, row.n_faces, row.width, row.height) == ("gate-1", "api", 2, 640, 480)
+        assert row.stages_ms == {"decode": 1.0, "detect": 5.0, "classify": 2.0}
+        assert row.brightness == pytest.approx(0.5)
+        assert row.hour == epoch_hour(a)
+        face = conn.execute(select(FaceRow).where(FaceRow.request_id == "req-b")).one()
+        assert face.label == "uncertain"
+        assert face.uncertain_reason == "low_confidence"
+        assert face.size == pytest.approx(40.0)
+        assert face.confidence == pytest.approx(0.4)
+        assert face.embedding is None
+
+
+def test_embedding_bytes_round_trip(store: Engine, record_factory) -> None:
+    import numpy as np
+
+    emb = np.arange(16, dtype=np.float16).tobytes()
+    base = record_factory("req-e", ("with_mask",))
+    face = FaceRecord(
+        box=(0, 0, 10, 10),
+        face_score=None,
+        probabilities={"with_mask": 1.0},
+        label="with_mask",
+        embedding=emb,
+    )
+    rec = PredictionRecord(**{**base.__dict__, "faces": (face,)})
+    assert PredictionRecord.from_json(rec.to_json()) == rec
+    write_records(store, [rec])
+    with store.connect() as conn:
+        stored = conn.scalar(select(FaceRow.embedding))
+    assert np.frombuffer(stored, np.float16).tolist() == list(range(16))
+
+
+def test_epoch_hour() -> None:
+    from datetime import UTC, datetime
+
+    rec = PredictionRecord(
+        request_id="x",
+        created_at=datetime(1970, 1, 2, 3, 59, tzinfo=UTC),
+        source="api",
+        latency_ms=1,
+        width=1,
+        height=1,
+    )
+    assert epoch_hour(rec) == 27
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("source", "ftp", "source must be one of"),
+        ("request_id", "", "request_id"),
+        ("site", "x" * 65, "site"),
+    ],
+)
+def test_record_checks(record_factory, field: str, value: str, message: str) -> None:
+    base = record_factory("r1").__dict__
+    with pytest.raises(ValueError, match=message):
+        PredictionRecord(**{**base, field: value})
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("sqlite:///work/maskops.db", "sqlite"),
+        ("postgresql://u:p@db:5432/maskops", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@127.0.0.1/m", "postgresql+psycopg"),
+    ],
+)
+def test_parse_database_url(url: str, expected: str) -> None:
+    assert parse_database_url(url).drivername == expected
+
+
+@pytest.mark.parametrize("url", ["not a url", "mysql://u@h/db", "://nothing"])
+def test_malformed_database_url_names_the_variable(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="MASKOPS_DATABASE_URL"):
+        parse_database_url(url)
+    monkeypatch.setenv("MASKOPS_DATABASE_URL", url)
+    with pytest.raises(ValueError, match="MASKOPS_DATABASE_URL"):
+        Settings()
+
+
+def test_default_store_is_sqlite_in_the_work_dir(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MASKOPS_DATABASE_URL", raising=False)
+    s = Settings(work_dir=tmp_path)
+    assert s.store_url() == f"sqlite:///{tmp_path / 'maskops.db'}"
+    monkeypatch.setenv("MASKOPS_DATABASE_URL", "postgresql://u@h/db")
+    assert Settings(work_dir=tmp_path).store_url() == "postgresql://u@h/db"
