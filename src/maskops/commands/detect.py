@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from maskops.detect.base import DEFAULT_DETECTOR
+
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -26,7 +28,7 @@ def register(app: typer.Typer) -> None:
             None, "--model", help="Face-mask classifier .onnx (default: <models_dir>/facemask.onnx)."
         ),
         detector: str = typer.Option(
-            "yunet_cal", "--detector", help="Face detector (yunet_cal, yunet, haar, ...)."
+            DEFAULT_DETECTOR, "--detector", help="Face detector (yunet_cal, yunet, haar, ...)."
         ),
         uncertain: bool = typer.Option(
             True, "--uncertain/--no-uncertain", help="Label hard faces 'uncertain' instead of guessing."

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from maskops.detect.base import DEFAULT_DETECTOR
+
 if TYPE_CHECKING:
     from maskops.video.watch import WatchSummary
 
@@ -26,7 +28,7 @@ def register(app: typer.Typer) -> None:
             None, "--model", help="Face-mask classifier .onnx (default: <models_dir>/facemask.onnx)."
         ),
         detector: str = typer.Option(
-            "yunet_cal", "--detector", help="Face detector (yunet_cal, yunet, haar, ...)."
+            DEFAULT_DETECTOR, "--detector", help="Face detector (yunet_cal, yunet, haar, ...)."
         ),
         uncertain: bool = typer.Option(
             True, "--uncertain/--no-uncertain", help="Hard faces are 'uncertain' and do not vote."

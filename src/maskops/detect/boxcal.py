@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from maskops.boxes import box_iou
-from maskops.detect.detectors import FaceDetector, create_detector, register_detector
+from maskops.detect.base import FaceDetector
+from maskops.detect.registry import create_detector, register_detector
 from maskops.types import Detections
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Face detectors behind one registry: ``@register_detector(name)`` and ``create_detector(name)``.
+"""The YuNet and Haar face detectors, registered as ``yunet`` and ``haar`` (``maskops.detect.registry``).
 
 Every detector takes a BGR image and returns ``Detections`` with ``face_score`` (and, for YuNet,
 five landmarks per face); ``class_id`` is -1 (not classified yet) and ``confidence`` is the face
@@ -7,70 +7,32 @@ score. Boxes are clipped to the image.
 
 from __future__ import annotations
 
-import logging
-from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import cv2
 import numpy as np
 
 from maskops.boxes import clip_boxes as _clip
+from maskops.detect.base import DEFAULT_DETECTOR, YUNET_SINGLE, DetectorError, FaceDetector
+from maskops.detect.registry import create_detector, list_detectors, register_detector
 from maskops.types import Detections
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "DEFAULT_DETECTOR",
+    "YUNET_SINGLE",
+    "YUNET_STRIDES",
+    "DetectorError",
+    "FaceDetector",
+    "HaarDetector",
+    "YuNetDetector",
+    "create_detector",
+    "haar_available",
+    "list_detectors",
+    "register_detector",
+]
 
-_REGISTRY: dict[str, Callable[..., FaceDetector]] = {}
 YUNET_STRIDES = (8, 16, 32)
-# the face pipeline's detector: YuNet with the box calibration fitted on facemask-voc train (same
-# speed; framing as annotated, which the classifier was trained on; bench/detection_map.py)
-DEFAULT_DETECTOR = "yunet_cal"
-# detectors built on one YuNetDetector that take its ``model_path`` and ``num_threads`` options
-YUNET_SINGLE = ("yunet", "yunet_cal")
-D = TypeVar("D", bound=Callable[..., "FaceDetector"])
-
-
-class DetectorError(ValueError):
-    """A detector that cannot be built: unknown name, missing or corrupt weights."""
-
-
-class FaceDetector(ABC):
-    """Finds faces in a BGR image."""
-
-    name: str = ""
-
-    @abstractmethod
-    def detect(self, image_bgr: np.ndarray) -> Detections:
-        """Faces in ``image_bgr`` (H, W, 3 uint8) as ``Detections`` in image pixels."""
-
-
-def register_detector(name: str) -> Callable[[D], D]:
-    """Class/factory decorator adding a detector under ``name`` (a re-registration warns)."""
-
-    def deco(factory: D) -> D:
-        if name in _REGISTRY:
-            log.warning("face detector %r registered again; the new one replaces the old", name)
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def list_detectors() -> list[str]:
-    """Registered detector names, sorted."""
-    return sorted(_REGISTRY)
-
-
-def create_detector(name: str, **kwargs: Any) -> FaceDetector:
-    """Build a registered detector.
-
-    Raises:
-        DetectorError: unknown name (the message lists the valid ones) or the detector's own error.
-    """
-    if name not in _REGISTRY:
-        raise DetectorError(f"unknown face detector {name!r}; valid: {', '.join(list_detectors())}")
-    return _REGISTRY[name](**kwargs)
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -304,10 +266,3 @@ class HaarDetector(FaceDetector):
             class_id=np.full(len(b), -1, np.int64),
             face_score=score,
         )
-
-
-# Detector variants defined in their own modules register themselves when imported; import them here so
-# ``create_detector`` knows every name (they import this module, which is complete by this point).
-from maskops.detect import boxcal as _boxcal  # noqa: E402, F401
-from maskops.detect import multiscale as _multiscale  # noqa: E402, F401
-from maskops.detect import refine as _refine  # noqa: E402, F401

@@ -19,7 +19,10 @@ import cv2
 import numpy as np
 
 from maskops.boxes import box_iou, nms
-from maskops.detect.detectors import FaceDetector, YuNetDetector, _as_bgr, register_detector
+from maskops.detect.base import FaceDetector
+from maskops.detect.boxcal import CalibratedDetector, load_calibration
+from maskops.detect.detectors import YuNetDetector, _as_bgr
+from maskops.detect.registry import register_detector
 from maskops.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -180,8 +183,6 @@ def _yunet_ms(**kwargs: Any) -> MultiScaleYuNet:
 
 @register_detector("yunet_ms_cal")
 def _yunet_ms_cal(calibration_file: str | Path | None = None, **kwargs: Any) -> FaceDetector:
-    from maskops.detect.boxcal import CalibratedDetector, load_calibration
-
     det = CalibratedDetector(MultiScaleYuNet(**kwargs), load_calibration("yunet_ms", calibration_file))
     det.name = "yunet_ms_cal"
     return det

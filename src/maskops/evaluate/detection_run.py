@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from maskops.detect.base import DEFAULT_DETECTOR
 from maskops.evaluate.detection import DetectionEvaluation, box_iou, evaluate_detections, match_detections
 from maskops.types import Detections
 
@@ -523,7 +524,6 @@ def write_detection_run(run: DetectionRun, out_dir: str | Path) -> dict[str, Pat
     return paths
 
 
-DEFAULT_DETECTOR = "yunet_ms_cal"
 # AP ranks every prediction, so the evaluation keeps low-scored faces: a threshold can only cut recall
 EVAL_FACE_SCORE = 0.05
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from maskops.config import Settings
+from maskops.detect.base import DEFAULT_DETECTOR
 
 
 def _default_workers() -> int:
@@ -27,8 +28,8 @@ class ServeSettings(Settings):
         default="facemask", description="stem of the face-crop classifier in models_dir (<stem>.onnx + card)"
     )
     detector: str = Field(
-        default="yunet_cal",
-        description="face detector name (see maskops.detect.detectors); yunet_cal = YuNet with its box calibration",
+        default=DEFAULT_DETECTOR,
+        description="face detector name (see maskops.detect.registry); yunet_cal = YuNet with its box calibration",
     )
     detector_options: dict[str, Any] = Field(
         default_factory=dict, description='keyword arguments of the detector, e.g. {"score_threshold": 0.5}'
