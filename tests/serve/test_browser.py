@@ -157,3 +157,42 @@ def test_models_page_lists_the_cards(page: object) -> None:
     expect(face.locator("h2")).to_contain_text("face classifier")
     expect(face).to_contain_text("with_mask, without_mask, mask_weared_incorrect")
     page.screenshot(path=str(ARTIFACTS / "models.png"), full_page=True)
+
+
+@pytest.mark.parametrize("path", ["/", "/live", "/models", "/docs"])
+def test_pages_load_nothing_from_another_host(page: object, server: str, path: str) -> None:
+    """Every request a page makes goes to the app (the API docs included), and none fails."""
+    from playwright.sync_api import Page, Request, Response, Route
+
+    assert isinstance(page, Page)
+    requested: list[str] = []
+    failed: list[str] = []
+    console_errors: list[str] = []
+
+    def local(url: str) -> bool:
+        return url.startswith((server + "/", "data:", "blob:")) or url == server
+
+    def guard(route: Route, request: Request) -> None:
+        # the test must not depend on this machine's network: anything else is refused here
+        route.continue_() if local(request.url) else route.abort()
+
+    def on_response(response: Response) -> None:
+        if response.status >= 400:
+            failed.append(f"{response.status} {response.url}")
+
+    page.context.route("**/*", guard)
+    page.on("request", lambda r: requested.append(r.url))
+    page.on("response", on_response)
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.goto(path)
+    if path == "/docs":
+        page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+        assert "maskops" in page.locator(".swagger-ui .info .title").inner_text()
+        page.wait_for_selector(".opblock-tag", timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    assert page.request.get(f"{server}/favicon.ico").status == 200  # no 404 logged for the tab icon
+    assert requested
+    assert [u for u in requested if not local(u)] == []
+    assert failed == []
+    assert [e for e in console_errors if "404" in e or "Failed to load" in e] == []
+    page.screenshot(path=str(ARTIFACTS / f"page{path.replace('/', '-') or '-index'}.png"))

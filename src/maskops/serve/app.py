@@ -19,7 +19,7 @@ from maskops.serve.keys import KeyStore
 from maskops.serve.metrics import ServiceMetrics
 from maskops.serve.middleware import RequestContextMiddleware
 from maskops.serve.ratelimit import RateLimiter
-from maskops.serve.routes import classify, compat, detect, health, models, monitoring, pages, stream
+from maskops.serve.routes import classify, compat, detect, docs, health, models, monitoring, pages, stream
 from maskops.serve.routes.pages import STATIC_DIR
 from maskops.serve.service import MaskService
 from maskops.serve.settings import ServeSettings
@@ -67,7 +67,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if s.opencv_threads is not None:
                 cv2.setNumThreads(previous_threads)
 
-    app = FastAPI(title="maskops", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # the docs pages are served by routes.docs with local assets (FastAPI's own load from a CDN)
+    app = FastAPI(
+        title="maskops",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = s
     app.state.metrics = metrics
     app.state.service = service
@@ -75,8 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
 
     install_error_handlers(app)
-    for r in (health, detect, classify, models, monitoring, stream, compat, pages):
+    for r in (health, detect, classify, models, monitoring, stream, compat, pages, docs):
         app.include_router(r.router)
+    # before /static, which would otherwise take /static/vendor/... too
+    app.mount(docs.VENDOR_URL, StaticFiles(directory=docs.VENDOR_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     if s.cors_origins:
