@@ -89,6 +89,23 @@ def test_stats_aggregate(client: TestClient, face_photo: bytes) -> None:
     assert body["model_generation"] == 1 and body["queue"] == 0
 
 
+def test_stats_count_api_routes_only(client: TestClient) -> None:
+    for path in ("/", "/live", "/static/style.css", "/docs", "/favicon.ico", "/openapi.json", "/nope"):
+        client.get(path)
+    client.get("/health")
+    body = client.get("/v1/stats").json()
+    assert body["requests_by_route"] == {"GET /health": 1}
+    assert body["responses_by_status"] == {"200": 1}
+    assert set(body["latency_window"]) == {"GET /health"}
+    s = _samples(client.get("/metrics").text)
+    web = sum(
+        v
+        for (name, labels), v in s.items()
+        if name == "maskops_http_requests_total" and ("route", "<non-api>") in labels
+    )
+    assert web == 6
+
+
 def test_access_log_lines_are_json_with_the_request_id(client: TestClient) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -73,9 +73,14 @@ class ServiceMetrics:
         self._latency_ms: dict[str, deque[float]] = {}
 
     # --- updates
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe_request(
+        self, method: str, route: str, status: int, seconds: float, *, api: bool = True
+    ) -> None:
+        """Count one request; ``api=False`` (pages, static files, docs, 404s) is left out of ``snapshot()``."""
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
+        if not api:
+            return
         with self._lock:
             key = f"{method} {route}"
             self._routes[key] += 1
@@ -110,7 +115,7 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON aggregates since start: counts, faces per label, latency percentiles per route."""
+        """JSON aggregates of the API routes since start: counts, faces per label, latency percentiles."""
         with self._lock:
             latency = {}
             for key, values in self._latency_ms.items():

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from maskops.serve.context import new_request_id, reset_request_id, set_request_id
@@ -35,6 +36,21 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def _route_label(scope: Scope, status: int) -> tuple[str, bool]:
+    """The metric label of a request's route, and whether that route is part of the API.
+
+    API routes (those in the OpenAPI schema) are labelled by their path template. The web app's
+    pages, its static files and the docs share ``<non-api>``; a path no route matches (404) is
+    ``<unmatched>``: the label set stays small whatever clients ask for.
+    """
+    route = scope.get("route")
+    if isinstance(route, APIRoute | APIWebSocketRoute) and getattr(route, "include_in_schema", True):
+        return route.path, True
+    if route is None and status == 404:
+        return "<unmatched>", False
+    return "<non-api>", False
 
 
 class RequestContextMiddleware:
@@ -106,10 +122,9 @@ class RequestContextMiddleware:
         finally:
             self.metrics.inflight.dec()
             elapsed = time.perf_counter() - start
-            route = scope.get("route")
-            route_path = getattr(route, "path", None) or "<unmatched>"
+            route_path, api = _route_label(scope, status)
             method = scope.get("method", "-")
-            self.metrics.observe_request(method, route_path, status, elapsed)
+            self.metrics.observe_request(method, route_path, status, elapsed, api=api)
             logger.info(
                 "%s %s %d %.1f ms",
                 method,

@@ -26,7 +26,10 @@ def metrics(request: Request) -> Response:
 
 @router.get("/v1/stats", response_model=StatsResponse, responses=COMMON_ERRORS)
 def stats(service: ServiceDep, _caller: PredictCaller) -> StatsResponse:
-    """Aggregates since start: requests per route and status, errors per code, faces per label,
-    latency percentiles over the last requests of each route."""
+    """Aggregates of the API since start: requests per route and status, errors per code, faces per
+    label, latency percentiles over the last requests of each route.
+
+    Only API routes are counted: the web app's pages, its static files, the docs and unknown paths
+    are not (``/metrics`` counts them under ``<non-api>`` and ``<unmatched>``)."""
     snap = service.metrics.snapshot()
     return StatsResponse(**snap, queue=service.pool.pending, model_generation=service.generation)
