@@ -26,15 +26,10 @@ import numpy as np
 
 from maskops.config import Settings
 from maskops.detect import create_detector
-from maskops.detect.boxcal import (
-    BoxCalibration,
-    box_offsets,
-    calibration_path,
-    fit_box_calibration,
-    matched_pairs,
-)
+from maskops.detect.boxcal import BoxCalibration, calibration_path
 from maskops.evaluate.detection import evaluate_detections
 from maskops.evaluate.detection_run import VocImage, load_voc_split, oracle_labels, score_faces
+from maskops.train.boxcal_fit import box_offsets, fit_box_calibration, matched_pairs
 from maskops.types import Detections
 
 CLASSES = ["with_mask", "without_mask", "mask_weared_incorrect"]

@@ -21,12 +21,7 @@ __all__ = ["create_detector", "detector_factory", "list_detectors", "register_de
 
 _REGISTRY: dict[str, Callable[..., FaceDetector]] = {}
 # modules whose import registers the shipped detectors
-_BUILTIN = (
-    "maskops.detect.detectors",
-    "maskops.detect.boxcal",
-    "maskops.detect.multiscale",
-    "maskops.detect.refine",
-)
+_BUILTIN = ("maskops.detect.detectors", "maskops.detect.boxcal", "maskops.detect.multiscale")
 D = TypeVar("D", bound=Callable[..., FaceDetector])
 
 
