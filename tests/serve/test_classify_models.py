@@ -31,10 +31,12 @@ def test_health_and_ready(client: TestClient) -> None:
     ("bgr", "label"),
     [((0, 0, 255), "Parasitized"), ((255, 0, 0), "Uninfected")],  # red -> class 0, blue -> class 1
 )
-def test_classify_defaults_to_the_non_face_model(
-    client: TestClient, bgr: tuple[int, int, int], label: str
-) -> None:
-    r = client.post("/v1/classify", files={"file": ("cell.png", png_bytes(_solid(bgr)), "image/png")})
+def test_classify_a_named_model(client: TestClient, bgr: tuple[int, int, int], label: str) -> None:
+    r = client.post(
+        "/v1/classify",
+        params={"model": "malaria"},
+        files={"file": ("cell.png", png_bytes(_solid(bgr)), "image/png")},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"]["name"] == "malaria" and body["model"]["task"] == "malaria"
@@ -48,6 +50,38 @@ def test_classify_a_face_crop_with_the_face_model(client: TestClient) -> None:
     r = client.post("/v1/classify", params={"model": "facemask"}, json={"image_base64": data})
     assert r.status_code == 200, r.text
     assert r.json()["label"] == "without_mask"  # green -> class 1 of the linear model
+
+
+def test_classify_without_a_model_uses_the_face_mask_model(client: TestClient) -> None:
+    r = client.post("/v1/classify", files={"file": ("face.png", png_bytes(_solid((0, 255, 0))), "image/png")})
+    assert r.status_code == 200, r.text
+    assert r.json()["model"]["name"] == "facemask"
+    assert r.json()["label"] == "without_mask"
+
+
+def test_classify_without_a_model_and_no_face_model(
+    make_client: Callable[..., TestClient], models_dir: Path
+) -> None:
+    image = {"file": ("a.png", png_bytes(_solid((0, 0, 255))), "image/png")}
+    (models_dir / "facemask.onnx").rename(models_dir / "other.onnx")
+    (models_dir / "facemask.json").rename(models_dir / "other.json")
+    many = make_client(face_model="absent")
+    for p in ("other.onnx", "other.json"):
+        (models_dir / p).unlink()
+    one = make_client(face_model="absent")
+    # two models, neither the face-mask model: which one is meant is not guessed
+    err = assert_error(many.post("/v1/classify", files=image), 422, "model_required")
+    assert err["details"] == {"loaded": ["malaria", "other"]}
+    assert "?model=" in err["message"]
+    # one model: it is the default
+    assert one.post("/v1/classify", files=image).json()["model"]["name"] == "malaria"
+
+
+def test_classify_documents_its_default_model(client: TestClient) -> None:
+    op = client.get("/openapi.json").json()["paths"]["/v1/classify"]["post"]
+    param = next(p for p in op["parameters"] if p["name"] == "model")
+    assert "face-mask model" in param["description"] and "model_required" in param["description"]
+    assert "422" in op["responses"]
 
 
 def test_classify_unknown_model_lists_the_loaded_ones(client: TestClient) -> None:

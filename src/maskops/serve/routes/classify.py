@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from maskops.serve.deps import PredictCaller, ServiceDep
-from maskops.serve.errors import IMAGE_ERRORS, ErrorResponse
+from maskops.serve.errors import IMAGE_ERRORS, ApiError, ErrorResponse
 from maskops.serve.images import ImageRejected
 from maskops.serve.routes.common import model_ref, request_id, to_api_error
 from maskops.serve.schemas import ClassifyResponse, ImageInfo
@@ -20,18 +20,32 @@ ModelName = Annotated[
     str | None,
     Query(
         max_length=100,
-        description="a loaded model's name (see /v1/models); default: the first model that is not the "
-        "face classifier, else the face classifier",
+        description="a loaded model's name (see /v1/models). Default: the face-mask model when it is "
+        "loaded, else the only loaded model; with several models and no face-mask model, 422 "
+        "`model_required` lists them",
     ),
 ]
 
 
 def default_model(service: MaskService) -> str:
+    """The model of a request that names none: the face-mask model, else the only loaded one.
+
+    Raises:
+        ApiError: 422 ``model_required`` (with the loaded names) when neither exists.
+    """
     models = service.models
-    others = sorted(n for n in models.models if n != models.face_model)
-    if others:
-        return others[0]
-    return models.face_model
+    if models.face is not None:
+        return models.face_model
+    if len(models.models) == 1:
+        return next(iter(models.models))
+    loaded = sorted(models.models)
+    raise ApiError(
+        422,
+        "model_required",
+        f"name a model with ?model=: the face-mask model {models.face_model!r} is not loaded and "
+        f"the loaded models are: {', '.join(loaded) or 'none'}",
+        {"loaded": loaded},
+    )
 
 
 async def classify_one(request: Request, service: MaskService, model: str | None) -> ClassifyResponse:
@@ -60,7 +74,15 @@ async def classify_one(request: Request, service: MaskService, model: str | None
 @router.post(
     "/classify",
     response_model=ClassifyResponse,
-    responses={**IMAGE_ERRORS, 404: {"model": ErrorResponse, "description": "unknown model"}},
+    responses={
+        **IMAGE_ERRORS,
+        404: {"model": ErrorResponse, "description": "unknown model"},
+        422: {
+            "model": ErrorResponse,
+            "description": "invalid image, or no `model` given while the choice is ambiguous "
+            "(`model_required`, `details.loaded` lists the models)",
+        },
+    },
     openapi_extra=IMAGE_BODY,
     summary="Classify a whole image with a loaded classifier",
 )
@@ -69,7 +91,8 @@ async def classify(
 ) -> ClassifyResponse:
     """One image (multipart ``file`` or JSON ``image_base64``) through one classifier, no face detection.
 
-    For classification tasks such as malaria cell images, or to classify one face crop with the
-    face-mask model (``model=facemask``).
+    For classification tasks such as malaria cell images (``model=malaria``), or to classify one face
+    crop with the face-mask model. Without ``model`` the face-mask model answers when it is loaded
+    (else the only loaded model; else 422 ``model_required`` listing the loaded models).
     """
     return await classify_one(request, service, model)
