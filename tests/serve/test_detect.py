@@ -54,7 +54,9 @@ def test_data_url_prefix_is_accepted(client: TestClient, plain_jpeg: bytes) -> N
 
 def test_uncertain_off_gives_every_face_a_class(client: TestClient, face_photo: bytes) -> None:
     # the linear test model is unsure about real faces: with the rule on, faces are 'uncertain'
-    on = client.post("/v1/detect", files={"file": ("a.jpg", face_photo)}, params={"threshold": 0.99}).json()
+    on = client.post(
+        "/v1/detect", files={"file": ("a.jpg", face_photo)}, params={"min_confidence": 0.99}
+    ).json()
     off = client.post(
         "/v1/detect", files={"file": ("a.jpg", face_photo)}, params={"uncertain": "false"}
     ).json()
@@ -64,11 +66,32 @@ def test_uncertain_off_gives_every_face_a_class(client: TestClient, face_photo: 
     assert on["counts"]["uncertain"] == 2 and off["counts"]["uncertain"] == 0
 
 
-def test_threshold_zero_keeps_confident_argmax(client: TestClient, face_photo: bytes) -> None:
-    r = client.post("/v1/detect", files={"file": ("a.jpg", face_photo)}, params={"threshold": 0.0}).json()
+def test_min_confidence_zero_keeps_confident_argmax(client: TestClient, face_photo: bytes) -> None:
+    r = client.post(
+        "/v1/detect", files={"file": ("a.jpg", face_photo)}, params={"min_confidence": 0.0}
+    ).json()
     for face in r["faces"]:
         reason = face.get("uncertain_reason") or ""
         assert "low confidence" not in reason
+
+
+@pytest.mark.parametrize("path", ["/v1/detect", "/v1/detect/batch"])
+def test_threshold_is_the_deprecated_name_of_min_confidence(
+    client: TestClient, face_photo: bytes, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    def labels(params: dict[str, float]) -> list[str]:
+        body = client.post(path, files={"file": ("a.jpg", face_photo)}, params=params).json()
+        faces = body["faces"] if "faces" in body else body["results"][0]["result"]["faces"]
+        return [f["label"] for f in faces]
+
+    assert labels({"threshold": 0.99}) == labels({"min_confidence": 0.99}) == ["uncertain", "uncertain"]
+    assert "'threshold' is deprecated" in caplog.text
+    # the new name wins when both are given
+    assert labels({"threshold": 0.99, "min_confidence": 0.0}) == labels({"min_confidence": 0.0})
+    params = {p["name"]: p for p in client.get("/openapi.json").json()["paths"][path]["post"]["parameters"]}
+    assert params["threshold"]["deprecated"] is True
+    assert "min_confidence" in params["threshold"]["description"]
+    assert not params["min_confidence"].get("deprecated")
 
 
 def test_annotated_returns_a_decodable_jpeg_of_the_same_size(client: TestClient, face_photo: bytes) -> None:

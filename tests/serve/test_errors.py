@@ -73,8 +73,9 @@ def test_bad_bodies_are_client_errors(
 @pytest.mark.parametrize(
     ("params", "field"),
     [
+        ({"min_confidence": "2"}, "min_confidence"),
+        ({"min_confidence": "abc"}, "min_confidence"),
         ({"threshold": "2"}, "threshold"),
-        ({"threshold": "abc"}, "threshold"),
         ({"uncertain": "maybe"}, "uncertain"),
     ],
 )

@@ -28,20 +28,33 @@ def test_frames_get_detections(client: TestClient, face_photo: bytes) -> None:
 
 
 def test_options_and_errors_keep_the_stream_open(client: TestClient, face_photo: bytes) -> None:
-    with client.websocket_connect("/v1/stream?threshold=0.99") as ws:
+    with client.websocket_connect("/v1/stream?min_confidence=0.99") as ws:
         ws.send_bytes(face_photo)
         assert [f["label"] for f in ws.receive_json()["faces"]] == ["uncertain", "uncertain"]
         ws.send_text('{"uncertain": false}')
-        assert ws.receive_json() == {"type": "options", "threshold": 0.99, "uncertain": False}
+        assert ws.receive_json() == {"type": "options", "min_confidence": 0.99, "uncertain": False}
         ws.send_bytes(face_photo)
         assert all(f["label"] != "uncertain" for f in ws.receive_json()["faces"])
-        ws.send_text('{"threshold": 7}')
+        ws.send_text('{"min_confidence": 7}')
         assert ws.receive_json()["error"]["code"] == "invalid_options"
         ws.send_bytes(b"definitely not a jpeg")
         err = ws.receive_json()
         assert err["type"] == "error" and err["error"]["code"] == "unsupported_media_type"
         ws.send_bytes(face_photo)
         assert ws.receive_json()["type"] == "result"
+
+
+def test_the_old_option_name_threshold_still_works_with_a_warning(
+    client: TestClient, face_photo: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    with client.websocket_connect("/v1/stream?threshold=0.99") as ws:
+        ws.send_bytes(face_photo)
+        assert [f["label"] for f in ws.receive_json()["faces"]] == ["uncertain", "uncertain"]
+        ws.send_text('{"threshold": 0.5}')
+        assert ws.receive_json() == {"type": "options", "min_confidence": 0.5, "uncertain": True}
+        ws.send_text('{"threshold": 7}')
+        assert "threshold" in ws.receive_json()["error"]["message"]
+    assert "'threshold' is deprecated" in caplog.text
 
 
 def test_bad_connection_options_are_refused(client: TestClient) -> None:

@@ -278,7 +278,7 @@ class InferencePool:
 
 @dataclass
 class DetectOptions:
-    threshold: float | None = None
+    min_confidence: float | None = None  # class confidence below which a face is uncertain
     uncertain: bool = True
     annotated: bool = False
 
@@ -409,7 +409,7 @@ class MaskService:
         img, decode_ms = self._decode(data, name)
         face = models.face
         assert face is not None  # checked by face_models() before submitting
-        thresholds = {} if opts.threshold is None else {"min_confidence": float(opts.threshold)}
+        thresholds = {} if opts.min_confidence is None else {"min_confidence": float(opts.min_confidence)}
         pipe = FaceMaskPipeline(
             face.classifier,
             self.pool.detector(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -16,13 +17,25 @@ from maskops.serve.service import DetectOptions, DetectOutcome, MaskService, Mod
 from maskops.serve.uploads import BATCH_BODY, IMAGE_BODY, Upload, read_images
 
 router = APIRouter(prefix="/v1", tags=["detect"])
+logger = logging.getLogger(__name__)
 
+MinConfidence = Annotated[
+    float | None,
+    Query(
+        ge=0.0,
+        le=1.0,
+        description="minimum calibrated class confidence; below it a face is 'uncertain' "
+        "(default: the model card's)",
+    ),
+]
 Threshold = Annotated[
     float | None,
     Query(
         ge=0.0,
         le=1.0,
-        description="minimum calibrated confidence; below it a face is 'uncertain' (default: the model card's)",
+        deprecated=True,
+        description="old name of `min_confidence` (the class confidence, not the face-detector score); "
+        "`min_confidence` wins when both are given",
     ),
 ]
 Uncertain = Annotated[
@@ -34,11 +47,18 @@ Uncertain = Annotated[
 Annotated_ = Annotated[bool, Query(description="also return the image with boxes drawn, as base64 JPEG")]
 
 
+def min_confidence_of(min_confidence: float | None, threshold: float | None) -> float | None:
+    """``min_confidence``, or the deprecated ``threshold`` (with a warning in the log)."""
+    if threshold is not None:
+        logger.warning("query parameter 'threshold' is deprecated: use 'min_confidence'")
+    return min_confidence if min_confidence is not None else threshold
+
+
 async def detect_one(
-    request: Request, service: MaskService, threshold: float | None, uncertain: bool, annotated: bool
+    request: Request, service: MaskService, min_confidence: float | None, uncertain: bool, annotated: bool
 ) -> DetectResponse:
     uploads = await read_images(request, batch=False, max_images=1)
-    opts = DetectOptions(threshold=threshold, uncertain=uncertain, annotated=annotated)
+    opts = DetectOptions(min_confidence=min_confidence, uncertain=uncertain, annotated=annotated)
     try:
         out = await service.detect(uploads[0].data, uploads[0].name, opts)
     except (ImageRejected, ServiceUnavailable) as exc:
@@ -60,7 +80,7 @@ async def _detect_entry(
 
 
 async def detect_batch(
-    request: Request, service: MaskService, threshold: float | None, uncertain: bool, annotated: bool
+    request: Request, service: MaskService, min_confidence: float | None, uncertain: bool, annotated: bool
 ) -> BatchResponse:
     limit = service.settings.max_batch
     uploads = await read_images(request, batch=True, max_images=limit)
@@ -68,7 +88,7 @@ async def detect_batch(
         models = service.face_models()
     except ServiceUnavailable as exc:
         raise to_api_error(exc) from None
-    opts = DetectOptions(threshold=threshold, uncertain=uncertain, annotated=annotated)
+    opts = DetectOptions(min_confidence=min_confidence, uncertain=uncertain, annotated=annotated)
     # every image goes to the pool at once: the workers share them, the order is kept by gather
     outcomes = await asyncio.gather(
         *(_detect_entry(service, models, u, opts) for u in uploads), return_exceptions=True
@@ -107,16 +127,19 @@ async def detect(
     request: Request,
     service: ServiceDep,
     _caller: PredictCaller,
-    threshold: Threshold = None,
+    min_confidence: MinConfidence = None,
     uncertain: Uncertain = True,
     annotated: Annotated_ = False,
+    threshold: Threshold = None,
 ) -> DetectResponse:
     """One image, as a multipart file (field ``file``) or JSON ``{"image_base64": ...}``.
 
     Returns every face with its box, class, calibrated confidence and face score, plus the model
     version, the per-stage timings and the request id.
     """
-    return await detect_one(request, service, threshold, uncertain, annotated)
+    return await detect_one(
+        request, service, min_confidence_of(min_confidence, threshold), uncertain, annotated
+    )
 
 
 @router.post(
@@ -133,12 +156,15 @@ async def detect_batch_route(
     request: Request,
     service: ServiceDep,
     _caller: PredictCaller,
-    threshold: Threshold = None,
+    min_confidence: MinConfidence = None,
     uncertain: Uncertain = True,
     annotated: Annotated_ = False,
+    threshold: Threshold = None,
 ) -> BatchResponse:
     """Several images (multipart files, or JSON ``{"images": [{"image_base64": ...}, ...]}``).
 
     One result per image in order; an unusable image gets an error entry, the others still run.
     """
-    return await detect_batch(request, service, threshold, uncertain, annotated)
+    return await detect_batch(
+        request, service, min_confidence_of(min_confidence, threshold), uncertain, annotated
+    )

@@ -2,7 +2,8 @@
 
 At most one frame per client is in flight: while one is processed, newer frames replace the
 waiting one (the stale frame is dropped and counted), so a slow server never builds a backlog
-and the answers stay live. Text messages set options: ``{"threshold": 0.6, "uncertain": true}``.
+and the answers stay live. Text messages set options: ``{"min_confidence": 0.6, "uncertain": true}``
+(``threshold``, the old name of ``min_confidence``, is still accepted and logs a deprecation warning).
 """
 
 from __future__ import annotations
@@ -32,26 +33,32 @@ def _options(text: str, current: DetectOptions) -> DetectOptions:
         raise ValueError(f"options must be a JSON object: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("options must be a JSON object")
-    threshold = data.get("threshold", current.threshold)
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1
+    name = "min_confidence"
+    if "threshold" in data:
+        logger.warning("stream option 'threshold' is deprecated: use 'min_confidence'")
+        if name not in data:
+            name = "threshold"
+    value = data.get(name, current.min_confidence)
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1
     ):
-        raise ValueError("threshold must be a number in [0, 1] or null")
+        raise ValueError(f"{name} must be a number in [0, 1] or null")
     uncertain = data.get("uncertain", current.uncertain)
     if not isinstance(uncertain, bool):
         raise ValueError("uncertain must be true or false")
-    return DetectOptions(threshold=threshold, uncertain=uncertain, annotated=False)
+    return DetectOptions(min_confidence=value, uncertain=uncertain, annotated=False)
 
 
 def _query_options(websocket: WebSocket) -> DetectOptions:
-    """``?threshold=0.6&uncertain=false`` on the connection URL."""
+    """``?min_confidence=0.6&uncertain=false`` on the connection URL (``threshold``: the old name)."""
     q = websocket.query_params
     data: dict[str, Any] = {}
-    if "threshold" in q:
-        try:
-            data["threshold"] = float(q["threshold"])
-        except ValueError:
-            raise ValueError("threshold must be a number in [0, 1]") from None
+    for name in ("min_confidence", "threshold"):
+        if name in q:
+            try:
+                data[name] = float(q[name])
+            except ValueError:
+                raise ValueError(f"{name} must be a number in [0, 1]") from None
     if "uncertain" in q:
         data["uncertain"] = q["uncertain"].lower() in ("1", "true", "yes", "on")
     return _options(json.dumps(data), DetectOptions())
@@ -109,7 +116,11 @@ async def stream(websocket: WebSocket) -> None:
                 try:
                     opts = _options(message["text"], opts)
                     notes.append(
-                        {"type": "options", "threshold": opts.threshold, "uncertain": opts.uncertain}
+                        {
+                            "type": "options",
+                            "min_confidence": opts.min_confidence,
+                            "uncertain": opts.uncertain,
+                        }
                     )
                 except ValueError as exc:
                     notes.append({"type": "error", "error": {"code": "invalid_options", "message": str(exc)}})

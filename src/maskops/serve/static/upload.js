@@ -7,15 +7,18 @@
   const results = document.getElementById("results");
   const summary = document.getElementById("summary");
   const download = document.getElementById("download");
-  const threshold = document.getElementById("threshold");
-  const thresholdValue = document.getElementById("threshold-value");
+  const minConfidence = document.getElementById("min-confidence");
+  const minConfidenceValue = document.getElementById("min-confidence-value");
   const uncertain = document.getElementById("uncertain");
   const collected = [];
   const queue = [];
   let running = 0;
   const PARALLEL = 2;
 
-  threshold.addEventListener("input", () => (thresholdValue.textContent = Number(threshold.value).toFixed(2)));
+  minConfidence.addEventListener(
+    "input",
+    () => (minConfidenceValue.textContent = Number(minConfidence.value).toFixed(2)),
+  );
 
   function totals() {
     const sum = {};
@@ -104,7 +107,7 @@
     const view = card(file);
     const form = new FormData();
     form.append("file", file, file.name);
-    const params = new URLSearchParams({ threshold: threshold.value, uncertain: uncertain.checked });
+    const params = new URLSearchParams({ min_confidence: minConfidence.value, uncertain: uncertain.checked });
     let response;
     try {
       response = await fetch(`/v1/detect?${params}`, { method: "POST", body: form, headers: MaskOps.headers() });
