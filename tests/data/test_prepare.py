@@ -15,7 +15,8 @@ from maskops.data.crops import pixel_sha256
 from maskops.data.images import load_image
 from maskops.data.manifest import read_manifest
 from maskops.data.prepare import prepare_task
-from maskops.detect.detectors import FaceDetector, register_detector
+from maskops.detect.base import FaceDetector
+from maskops.detect.registry import create_detector, register_detector
 from maskops.types import Detections
 
 CLASSES = ["with_mask", "without_mask", "mask_weared_incorrect"]
@@ -88,8 +89,10 @@ def _build(tmp_path: Path) -> tuple[TaskConfig, Settings]:
     return task, Settings(data_dir=data, work_dir=tmp_path / "work")
 
 
-def _run(task: TaskConfig, settings: Settings):  # type: ignore[no-untyped-def]
-    return prepare_task(task, settings, workers=1, detector="fake_count", detector_options={})
+def _run(task: TaskConfig, settings: Settings, make_detector: object = create_detector):  # type: ignore[no-untyped-def]
+    return prepare_task(
+        task, settings, workers=1, detector="fake_count", detector_options={}, make_detector=make_detector
+    )
 
 
 def test_prepare_end_to_end(tmp_path: Path) -> None:
@@ -224,15 +227,21 @@ def test_grouped_classification_source(tmp_path: Path) -> None:
 
 def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
     task, _ = _build(tmp_path)
+    settings = Settings(data_dir=tmp_path / "nowhere", work_dir=tmp_path / "w")
     with pytest.raises(ValueError, match="source 'voc' not found"):
-        prepare_task(task, Settings(data_dir=tmp_path / "nowhere", work_dir=tmp_path / "w"), workers=1)
+        prepare_task(task, settings, workers=1, make_detector=create_detector)
+
+
+def test_face_sources_without_a_detector_factory_are_a_clear_error(tmp_path: Path) -> None:
+    task, settings = _build(tmp_path)
+    with pytest.raises(ValueError, match="crop: face sources or synthetic masks: pass make_detector"):
+        prepare_task(task, settings, workers=1)
 
 
 def test_synthetic_masks_join_the_manifest_as_train_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import maskops.data.synth as synth
-    import maskops.detect.detectors as detectors
 
     def landmarks(crop: np.ndarray, detector: object, work_px: int = 160) -> np.ndarray:
         h, w = crop.shape[:2]  # an upright face filling the crop
@@ -240,14 +249,20 @@ def test_synthetic_masks_join_the_manifest_as_train_rows(
         return np.array(rel, np.float32) * [w, h]
 
     monkeypatch.setattr(synth, "crop_landmarks", landmarks)
-    monkeypatch.setattr(detectors, "create_detector", lambda name, **kw: FakeCountDetector())
+    made_with: list[str] = []
+
+    def make_detector(name: str, **options: object) -> FaceDetector:
+        made_with.append(name)
+        return FakeCountDetector()
+
     task, settings = _build(tmp_path)
-    plain = _run(task, settings)
+    plain = _run(task, settings, make_detector)
     plain_rows = read_manifest(plain.manifest_path)
     task = task.model_copy(
         update={"synthetic": SynthConfig(placements={"under_nose": 5, "correct": 3}, min_face_px=20)}
     )
-    report = _run(task, settings)
+    report = _run(task, settings, make_detector)
+    assert made_with[-1] == "yunet"  # landmarks come from YuNet, whatever cut the crops
     rows = read_manifest(report.manifest_path)
     made = [r for r in rows if r.source.startswith("synth_")]
     assert len(rows) == len(plain_rows) + 8 and report.manifest_hash != plain.manifest_hash
@@ -256,4 +271,4 @@ def test_synthetic_masks_join_the_manifest_as_train_rows(
     train_groups = {r.group for r in plain_rows if r.split == "train" and r.label == "without_mask"}
     assert {r.group for r in made} <= train_groups
     assert report.summary["synthetic"]["made"] == {"under_nose": 5, "correct": 3}
-    assert _run(task, settings).manifest_hash == report.manifest_hash  # same files, same hash
+    assert _run(task, settings, make_detector).manifest_hash == report.manifest_hash  # same files, same hash

@@ -138,13 +138,14 @@ def prepare(
     """Write the versioned manifest (group-aware splits, face crops) for a task."""
     from maskops.config import Settings, load_task
     from maskops.data.prepare import prepare_task
+    from maskops.detect import create_detector
 
     settings = Settings()
     try:
         task_cfg = load_task(task, settings)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    report = prepare_task(task_cfg, settings, workers=workers)
+    report = prepare_task(task_cfg, settings, workers=workers, make_detector=create_detector)
     _print_prepare(report)
 
 

@@ -26,7 +26,7 @@ import os
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -58,8 +58,17 @@ from maskops.data.validate import ValidationRules
 log = logging.getLogger(__name__)
 
 CROP_FORMAT_VERSION = 1
+# the detector that cuts the crops of ``crop: face`` sources; its name and options are part of each
+# crop's cache key and of the manifest report, so changing them re-cuts (and changes) the data
 DEFAULT_DETECTOR = "yunet"
 DEFAULT_DETECTOR_OPTIONS: dict[str, Any] = {"score_threshold": 0.6, "upscale": 2.0}
+# synthetic masks need landmarks: always YuNet, whatever detector cut the crops
+LANDMARK_DETECTOR = "yunet"
+LANDMARK_DETECTOR_OPTIONS: dict[str, Any] = {"score_threshold": 0.5, "upscale": 1.0}
+# ``make_detector(name, **options)`` builds a face detector (``maskops.detect.create_detector``); it is
+# passed in by the caller so this stage does not depend on ``maskops.detect``. It must be picklable
+# (a module-level function) when crops are cut in worker processes.
+MakeDetector = Callable[..., Any]
 # a held-out split wins when copies were fixed to different splits: no test image may leak to train
 _SPLIT_PRIORITY = {"test": 0, "val": 1, "train": 2}
 
@@ -248,19 +257,19 @@ def _dedupe(items: list[_Item], excluded: list[dict[str, str]]) -> list[_Item]:
 _WORKER_DETECTOR: Any = None
 
 
-def _init_crop_worker(detector: str, options: dict[str, Any]) -> None:
+def _init_crop_worker(make_detector: MakeDetector | None, detector: str, options: dict[str, Any]) -> None:
     global _WORKER_DETECTOR
     cv2.setNumThreads(1)
-    _WORKER_DETECTOR = (detector, options)
+    _WORKER_DETECTOR = (make_detector, detector, options)
 
 
 def _get_detector() -> Any:
     global _WORKER_DETECTOR
     if isinstance(_WORKER_DETECTOR, tuple):
-        from maskops.detect.detectors import create_detector
-
-        name, options = _WORKER_DETECTOR
-        _WORKER_DETECTOR = create_detector(name, **options)
+        make_detector, name, options = _WORKER_DETECTOR
+        if make_detector is None:
+            raise ValueError("face crops need a face detector: pass make_detector to prepare_task")
+        _WORKER_DETECTOR = make_detector(name, **options)
     return _WORKER_DETECTOR
 
 
@@ -339,15 +348,22 @@ def _read_log(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _run_jobs(
-    jobs: Sequence[_CropJob], workers: int, detector: str, options: dict[str, Any]
+    jobs: Sequence[_CropJob],
+    workers: int,
+    make_detector: MakeDetector | None,
+    detector: str,
+    options: dict[str, Any],
 ) -> Iterator[dict[str, Any]]:
     if workers <= 1 or len(jobs) < 16:
-        _init_crop_worker(detector, options)
+        _init_crop_worker(make_detector, detector, options)
         yield from (_run_crop_job(j) for j in jobs)
         return
     ctx = multiprocessing.get_context("spawn")  # fork can hang after OpenCV ran threads here
     with ProcessPoolExecutor(
-        mp_context=ctx, max_workers=workers, initializer=_init_crop_worker, initargs=(detector, options)
+        mp_context=ctx,
+        max_workers=workers,
+        initializer=_init_crop_worker,
+        initargs=(make_detector, detector, options),
     ) as pool:
         yield from pool.map(_run_crop_job, jobs, chunksize=8)
 
@@ -429,6 +445,7 @@ def _make_examples(
     out_dir: Path,
     excluded: list[dict[str, str]],
     workers: int,
+    make_detector: MakeDetector | None,
     detector: str,
     options: dict[str, Any],
 ) -> dict[str, Any]:
@@ -488,7 +505,7 @@ def _make_examples(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a", encoding="utf-8") as fh:
             for entry in track(
-                _run_jobs(pending, workers, detector, options), len(pending), "cut face crops"
+                _run_jobs(pending, workers, make_detector, detector, options), len(pending), "cut face crops"
             ):
                 fh.write(json.dumps(entry) + "\n")
                 fh.flush()
@@ -584,20 +601,23 @@ def _synthetic_rows(
     task: TaskConfig,
     out_dir: Path,
     summary: dict[str, Any],
+    make_detector: MakeDetector,
 ) -> list[ManifestRow]:
     """``task.synthetic``'s painted crops (``maskops.data.synth``), with absolute source paths."""
     from maskops.data.synth import synthesize_rows
 
     assert task.synthetic is not None
     absolute = [replace(r, path=str(out_dir / r.path)) if not Path(r.path).is_absolute() else r for r in rows]
-    from maskops.detect.detectors import create_detector
-
-    # landmarks are needed: always YuNet, whatever detector cut the crops
-    det = create_detector("yunet", score_threshold=0.5, upscale=1.0)
+    det = make_detector(LANDMARK_DETECTOR, **LANDMARK_DETECTOR_OPTIONS)
     made, figures = synthesize_rows(absolute, out_dir, task.synthetic, det, task.classes)
     summary["synthetic"] = figures
     log.info("synthetic masks: %s from %d usable faces", figures["made"], figures["usable"])
     return made
+
+
+def _needs_detector(task: TaskConfig) -> bool:
+    synthetic = task.synthetic is not None and any(task.synthetic.placements.values())
+    return synthetic or any(src.crop == "face" for src in task.sources)
 
 
 def prepare_task(
@@ -607,6 +627,7 @@ def prepare_task(
     detector: str = DEFAULT_DETECTOR,
     detector_options: dict[str, Any] | None = None,
     rules: ValidationRules | None = None,
+    make_detector: MakeDetector | None = None,
 ) -> PrepareReport:
     """Prepare a task's data: write ``<work_dir>/prepared/<task>/manifest.csv`` and ``manifest.json``.
 
@@ -617,13 +638,22 @@ def prepare_task(
         detector: face detector for ``crop: face`` sources (registry name).
         detector_options: its options (default: score 0.6, small images upscaled x2).
         rules: near-duplicate thresholds (default ``ValidationRules()``).
+        make_detector: ``make_detector(name, **options)`` builds a face detector (pass
+            ``maskops.detect.create_detector``); needed when the task has ``crop: face`` sources or
+            synthetic masks.
 
     Returns:
         The report; unusable files are in ``report.excluded``, never raised.
 
     Raises:
-        ValueError: a source folder or its splits file is missing or invalid.
+        ValueError: a source folder or its splits file is missing or invalid, or the task needs a face
+            detector and ``make_detector`` is missing.
     """
+    if make_detector is None and _needs_detector(task):
+        raise ValueError(
+            f"task {task.name!r} has crop: face sources or synthetic masks: pass make_detector "
+            "(e.g. maskops.detect.create_detector) to prepare_task"
+        )
     start = time.perf_counter()
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     options = dict(DEFAULT_DETECTOR_OPTIONS if detector_options is None else detector_options)
@@ -663,7 +693,9 @@ def prepare_task(
     summary["duplicates"] = dup_figures
     position = {id(item): k for k, item in enumerate(readable)}
     kept = _dedupe(readable, excluded)
-    summary["crops"] = _make_examples(kept, task, out_dir, excluded, workers, detector, options)
+    summary["crops"] = _make_examples(
+        kept, task, out_dir, excluded, workers, make_detector, detector, options
+    )
     index = {k: position[id(item)] for k, item in enumerate(kept)}
     assignment, split_figures = _assign(kept, uf, index, task, excluded)
     summary["splits"] = split_figures
@@ -687,7 +719,8 @@ def prepare_task(
                 )
             )
     if task.synthetic is not None and any(task.synthetic.placements.values()):
-        rows.extend(_synthetic_rows(rows, task, out_dir, summary))
+        assert make_detector is not None
+        rows.extend(_synthetic_rows(rows, task, out_dir, summary, make_detector))
     rows.sort(key=lambda r: (SPLIT_ORDER.index(r.split), r.label, r.group, r.path))
     manifest_path = out_dir / "manifest.csv"
     digest = write_manifest(rows, manifest_path)

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
@@ -31,7 +31,9 @@ import numpy as np
 from maskops.config import PLACEMENT_LABELS, SynthConfig
 from maskops.data.crops import encode_png, pixel_sha256, write_atomic
 from maskops.data.manifest import ManifestRow
-from maskops.detect.detectors import FaceDetector
+
+if TYPE_CHECKING:  # the detector is passed in; data/ does not load maskops.detect
+    from maskops.detect.base import FaceDetector
 
 Placement = Literal["correct", "under_nose", "chin"]
 

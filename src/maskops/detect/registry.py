@@ -10,14 +10,13 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
 from maskops.detect.base import DetectorError, FaceDetector
 
 log = logging.getLogger(__name__)
 
-__all__ = ["create_detector", "detector_factory", "list_detectors", "register_detector"]
+__all__ = ["create_detector", "list_detectors", "register_detector"]
 
 _REGISTRY: dict[str, Callable[..., FaceDetector]] = {}
 # modules whose import registers the shipped detectors
@@ -53,14 +52,6 @@ def create_detector(name: str, **kwargs: Any) -> FaceDetector:
     if name not in _REGISTRY:
         raise DetectorError(f"unknown face detector {name!r}; valid: {', '.join(list_detectors())}")
     return _REGISTRY[name](**kwargs)
-
-
-def detector_factory(name: str, **kwargs: Any) -> Callable[[], FaceDetector]:
-    """A picklable no-argument callable that builds ``create_detector(name, **kwargs)``.
-
-    For code that must build its detector later or in another process (``maskops.data.prepare``).
-    """
-    return partial(create_detector, name, **kwargs)
 
 
 def _load_builtin() -> None:
