@@ -27,6 +27,9 @@ app = typer.Typer(
     help="Face-mask detection and its MLOps life cycle.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # click's plain help: flags without a "<bool>" placeholder, long help and defaults wrapped at
+    # the terminal width instead of cut with an ellipsis in a narrow table column
+    rich_markup_mode=None,
 )
 app.add_typer(data_cmd.app, name="data", help="Validate raw datasets and prepare versioned manifests.")
 serve_cmd.register(app)

@@ -33,6 +33,15 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code=code)
 
 
+def face_threshold_of(face_threshold: float | None, threshold: float | None) -> float | None:
+    """``--face-threshold``, or the deprecated ``--threshold`` (with a warning)."""
+    if threshold is not None:
+        import logging
+
+        logging.getLogger(__name__).warning("--threshold is deprecated: use --face-threshold")
+    return face_threshold if face_threshold is not None else threshold
+
+
 def _quiet_opencv() -> None:
     """OpenCV's own warnings (e.g. about DNN targets) go to stderr unasked; keep them for ``-v``."""
     import logging
@@ -47,7 +56,7 @@ def load_pipeline(
     model: Path | None,
     *,
     detector: str,
-    threshold: float | None,
+    face_threshold: float | None,
     uncertain: bool,
     min_confidence: float | None,
     num_threads: int | None,
@@ -55,8 +64,9 @@ def load_pipeline(
 ) -> tuple[FaceMaskPipeline, Callable[[], FaceDetector]]:
     """The pipeline and a factory of further detectors (one per worker thread).
 
-    ``num_threads`` is the classifier's ONNX Runtime thread count, ``detector_threads`` YuNet's
-    (``None``: one per core).
+    ``face_threshold`` is the detector's minimum face score, ``min_confidence`` the class
+    confidence below which a face is uncertain. ``num_threads`` is the classifier's ONNX Runtime
+    thread count, ``detector_threads`` YuNet's (``None``: one per core).
 
     Raises:
         typer.Exit: code 2 with the reason on stderr (missing model, bad card, unknown detector).
@@ -76,7 +86,7 @@ def load_pipeline(
             "card facemask.json), set MASKOPS_MODELS_DIR to a folder holding facemask.onnx, or pass "
             "--model PATH."
         )
-    options: dict[str, Any] = {} if threshold is None else {"score_threshold": threshold}
+    options: dict[str, Any] = {} if face_threshold is None else {"score_threshold": face_threshold}
     if detector in YUNET_SINGLE and detector_threads is not None:
         options["num_threads"] = detector_threads
 
@@ -89,7 +99,9 @@ def load_pipeline(
     except ModelLoadError as exc:
         raise fail(escape(str(exc))) from exc
     except TypeError as exc:  # the detector takes no score_threshold
-        raise fail(f"--threshold is not supported by the {detector!r} detector ({escape(str(exc))})") from exc
+        raise fail(
+            f"--face-threshold is not supported by the {detector!r} detector ({escape(str(exc))})"
+        ) from exc
     except DetectorError as exc:
         raise fail(escape(str(exc))) from exc
     thresholds = {} if min_confidence is None else {"min_confidence": min_confidence}

@@ -132,7 +132,12 @@ def _print_box_stats(console: Console, stats: dict[str, Any]) -> None:
 
 @app.command()
 def prepare(
-    task: str = typer.Argument(..., help="Task name (configs/tasks/<task>.yaml) or a path to a task yaml."),
+    task: str = typer.Argument(
+        None, help="Task name (configs/tasks/<task>.yaml) or a path to a task yaml.", show_default=False
+    ),
+    task_option: str = typer.Option(
+        None, "--task", help="The task, as an option (as in train and evaluate).", show_default=False
+    ),
     workers: int = typer.Option(2, help="Processes for scanning."),
 ) -> None:
     """Write the versioned manifest (group-aware splits, face crops) for a task."""
@@ -140,6 +145,11 @@ def prepare(
     from maskops.data.prepare import prepare_task
     from maskops.detect import create_detector
 
+    if task and task_option and task != task_option:
+        raise typer.BadParameter(f"two different tasks given: {task!r} and --task {task_option!r}")
+    task = task or task_option
+    if not task:
+        raise typer.BadParameter("name the task: `maskops data prepare facemask` (or --task facemask)")
     settings = Settings()
     try:
         task_cfg = load_task(task, settings)

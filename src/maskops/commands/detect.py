@@ -33,8 +33,15 @@ def register(app: typer.Typer) -> None:
         uncertain: bool = typer.Option(
             True, "--uncertain/--no-uncertain", help="Label hard faces 'uncertain' instead of guessing."
         ),
+        face_threshold: float = typer.Option(
+            None,
+            "--face-threshold",
+            min=0.0,
+            max=1.0,
+            help="Minimum face-detector score (default: the detector's).",
+        ),
         threshold: float = typer.Option(
-            None, "--threshold", min=0.0, max=1.0, help="Minimum face-detector score (default: detector's)."
+            None, "--threshold", min=0.0, max=1.0, hidden=True, help="Deprecated name of --face-threshold."
         ),
         min_confidence: float = typer.Option(
             None, "--min-confidence", min=0.0, max=1.0, help="Below this class confidence: uncertain."
@@ -48,7 +55,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        from maskops.commands._facemask import fail, load_pipeline
+        from maskops.commands._facemask import face_threshold_of, fail, load_pipeline
         from maskops.data.progress import track
         from maskops.detect.batch import BatchDetector, BatchSummary, collect_images
         from maskops.video.sinks import JsonlSink
@@ -59,7 +66,7 @@ def register(app: typer.Typer) -> None:
         pipeline, make_detector = load_pipeline(
             model,
             detector=detector,
-            threshold=threshold,
+            face_threshold=face_threshold_of(face_threshold, threshold),
             uncertain=uncertain,
             min_confidence=min_confidence,
             num_threads=threads,

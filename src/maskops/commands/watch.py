@@ -33,8 +33,15 @@ def register(app: typer.Typer) -> None:
         uncertain: bool = typer.Option(
             True, "--uncertain/--no-uncertain", help="Hard faces are 'uncertain' and do not vote."
         ),
+        face_threshold: float = typer.Option(
+            None,
+            "--face-threshold",
+            min=0.0,
+            max=1.0,
+            help="Minimum face-detector score (default: the detector's).",
+        ),
         threshold: float = typer.Option(
-            None, "--threshold", min=0.0, max=1.0, help="Minimum face-detector score (default: detector's)."
+            None, "--threshold", min=0.0, max=1.0, hidden=True, help="Deprecated name of --face-threshold."
         ),
         min_confidence: float = typer.Option(
             None, "--min-confidence", min=0.0, max=1.0, help="Below this class confidence: uncertain."
@@ -46,7 +53,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        from maskops.commands._facemask import fail, load_pipeline
+        from maskops.commands._facemask import face_threshold_of, fail, load_pipeline
         from maskops.video.sinks import JsonlSink, VideoSink
         from maskops.video.sources import SourceError, open_source
         from maskops.video.watch import DisplayError, FaceWatcher, WatchConfig, Window
@@ -58,7 +65,7 @@ def register(app: typer.Typer) -> None:
         pipeline, _ = load_pipeline(
             model,
             detector=detector,
-            threshold=threshold,
+            face_threshold=face_threshold_of(face_threshold, threshold),
             uncertain=uncertain,
             min_confidence=min_confidence,
             # one stream: YuNet on every core; the few small face crops run fastest on one thread

@@ -32,7 +32,9 @@ def read_rows(path: Path) -> list[Any]:
     """Read a manifest; raises DataError when the file does not exist."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"manifest not found: {path} (run `maskops data prepare` first or pass --manifest)")
+        raise DataError(
+            f"manifest not found: {path} (run `maskops data prepare <task>` first or pass --manifest)"
+        )
     from maskops.data.manifest import read_manifest
 
     return list(read_manifest(path))
