@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
 from maskops.data.augment import AugmentConfig, augment
+from maskops.data.progress import track
 from maskops.inference.preprocess import normalize, resize_to, to_rgb
 from maskops.types import ModelSpec
 
@@ -90,9 +91,7 @@ class ImageDataset(Dataset):
         h, w = spec.input_size
         max_side = max(8, round(cache_scale * max(h, w)))
         self.images: list[np.ndarray] = []
-        from rich.progress import track
-
-        for p in track(self.paths, description=description, disable=not progress, transient=True):
+        for p in track(self.paths, len(self.paths), description, enabled=progress, transient=True):
             img = read_image(p, grayscale=self.grayscale)
             if self.train:
                 self.images.append(_shrink(img, max_side))

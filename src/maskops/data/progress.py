@@ -1,4 +1,6 @@
-"""Rich progress bars for long data steps, drawn on stderr so ``--json`` output stays clean."""
+"""Rich progress bars for long steps (data, training, evaluation), drawn on stderr so ``--json`` output
+stays clean. Every bar of the package is built here; ``MASKOPS_NO_PROGRESS`` turns them all off.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -18,31 +21,59 @@ from rich.progress import (
 
 T = TypeVar("T")
 
+__all__ = ["progress_bar", "progress_enabled", "track"]
+
 
 def progress_enabled() -> bool:
     """Bars are on unless ``MASKOPS_NO_PROGRESS`` is set (tests set it)."""
     return not os.environ.get("MASKOPS_NO_PROGRESS")
 
 
-def track(iterable: Iterable[T], total: int | None, description: str) -> Iterator[T]:
+def progress_bar(
+    *extra: ProgressColumn, enabled: bool = True, transient: bool = False, bar_width: int | None = 40
+) -> Progress:
+    """The package's bar: description, bar, done/total, elapsed and remaining time, then ``extra`` columns.
+
+    Args:
+        extra: more columns (e.g. ``TextColumn("{task.fields[info]}")``).
+        enabled: ``False`` draws nothing (nor does ``MASKOPS_NO_PROGRESS``).
+        transient: remove the bar when it finishes.
+        bar_width: width of the bar in characters.
+    """
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=bar_width),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        *extra,
+        console=Console(stderr=True),
+        transient=transient,
+        disable=not (enabled and progress_enabled()),
+    )
+
+
+def track(
+    iterable: Iterable[T],
+    total: int | None,
+    description: str,
+    *,
+    enabled: bool = True,
+    transient: bool = False,
+) -> Iterator[T]:
     """Yield from ``iterable`` while drawing a progress bar with count, elapsed and remaining time.
 
     Args:
         iterable: the work items.
         total: number of items (``None`` when unknown).
         description: label shown left of the bar.
+        enabled: ``False`` draws nothing (nor does ``MASKOPS_NO_PROGRESS``).
+        transient: remove the bar when it finishes.
     """
-    if not progress_enabled():
+    if not (enabled and progress_enabled()):
         yield from iterable
         return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    with progress_bar(transient=transient) as bar:
         task = bar.add_task(description, total=total)
         for item in iterable:
             yield item

@@ -1,4 +1,4 @@
-"""Calibration: softmax with temperature, expected calibration error, reliability bins, temperature fit.
+"""Calibration: expected calibration error, reliability bins, temperature and class-bias fits.
 
 All functions are pure. ``fit_temperature`` minimises the negative log-likelihood over ``log T`` with a
 golden-section search: the NLL is convex in ``1/T`` (log-sum-exp of a linear function), hence unimodal in
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from maskops.numeric import log_softmax, softmax
 
 __all__ = [
     "ReliabilityBins",
@@ -30,30 +32,6 @@ def _logits(logits: Any) -> np.ndarray:
     if z.ndim != 2:
         raise ValueError(f"logits must have shape (n, num_classes), got {z.shape}")
     return z
-
-
-def log_softmax(logits: Any, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise ``log softmax(logits / temperature)``, numerically stable; (n, C) float64."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    z = _logits(logits) / temperature
-    if z.shape[0] == 0:
-        return z
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def softmax(logits: Any, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise ``softmax(logits / temperature)``.
-
-    Args:
-        logits: (n, C) raw scores.
-        temperature: > 0; values above 1 soften the distribution, below 1 sharpen it.
-
-    Returns:
-        (n, C) float64 probabilities; rows sum to 1.
-    """
-    return np.exp(log_softmax(logits, temperature))
 
 
 def nll(logits: Any, labels: Any, temperature: float = 1.0) -> float:

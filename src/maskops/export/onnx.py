@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maskops.inference.preprocess import preprocess
+from maskops.numeric import softmax
 from maskops.provenance import git_commit
 from maskops.types import ModelSpec
 
@@ -67,16 +68,6 @@ class ParityResult:
             "passed": self.passed,
             "atol": self.atol,
         }
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``logits / temperature`` in float64, returned as float32."""
-    z = np.asarray(logits, np.float64) / float(temperature)
-    if z.shape[0] == 0:
-        return z.astype(np.float32)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def export_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: str | Path, *, opset: int = 17) -> Path:
@@ -216,8 +207,9 @@ def check_parity(
     if len(images_bgr) == 0:
         raise ValueError("check_parity needs at least one image")
     batch = preprocess(images_bgr, spec)
-    p_torch = softmax(_torch_logits(model, batch, batch_size), spec.temperature)
-    p_onnx = softmax(_onnx_logits(Path(onnx_path), batch, batch_size), spec.temperature)
+    # compared as float32, the precision the served model reports them in
+    p_torch = softmax(_torch_logits(model, batch, batch_size), spec.temperature).astype(np.float32)
+    p_onnx = softmax(_onnx_logits(Path(onnx_path), batch, batch_size), spec.temperature).astype(np.float32)
     if p_torch.shape != p_onnx.shape:
         raise ParityError(
             f"{onnx_path}: output shape {p_onnx.shape} differs from torch's {p_torch.shape}",

@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from maskops.inference.preprocess import preprocess
+from maskops.numeric import softmax
 from maskops.types import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -21,15 +22,6 @@ logger = logging.getLogger(__name__)
 
 class ModelLoadError(ValueError):
     """A model file (or its card) is missing, invalid or does not fit its card."""
-
-
-def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    z = logits.astype(np.float64) / float(temperature)
-    if z.shape[0] == 0:
-        return z.astype(np.float32)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 class OnnxClassifier:
@@ -155,7 +147,7 @@ class OnnxClassifier:
 
     def predict_proba(self, images_bgr: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities: ``softmax(logits / spec.temperature)``; (n, C) float32."""
-        return _softmax(self.predict_logits(images_bgr, batch_size), self.spec.temperature)
+        return softmax(self.predict_logits(images_bgr, batch_size), self.spec.temperature).astype(np.float32)
 
     def predict(
         self, images_bgr: Sequence[np.ndarray], batch_size: int = 64

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from maskops.config import Settings, TaskConfig, TrainConfig
+from maskops.numeric import softmax
 from maskops.types import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -65,13 +66,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    z = logits.astype(np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _plots(out_dir: Path, spec: ModelSpec, result: TrainResult) -> list[Path]:
     """Confusion matrix (test) and reliability diagram (val, before/after temperature)."""
     from maskops.evaluate.calibration import reliability_bins
@@ -84,9 +78,9 @@ def _plots(out_dir: Path, spec: ModelSpec, result: TrainResult) -> list[Path]:
     ]
     if len(result.val_labels):
         bins = {
-            "uncalibrated": reliability_bins(_softmax(result.val_logits, 1.0), result.val_labels),
+            "uncalibrated": reliability_bins(softmax(result.val_logits, 1.0), result.val_labels),
             f"T={spec.temperature:.2f}": reliability_bins(
-                _softmax(result.val_logits, spec.temperature), result.val_labels
+                softmax(result.val_logits, spec.temperature), result.val_labels
             ),
         }
         paths.append(plot_reliability(bins, out_dir / "reliability_val.png"))
@@ -286,13 +280,13 @@ def train_task(
             test_logits = test_logits + delta
             spec.extra["decision_bias"] = [round(float(b), 4) for b in bias]
             logger.info("decision bias fitted on val (after T): %s", np.round(bias, 3).tolist())
-        uncal = classification_metrics(val_ds.labels, _softmax(val_logits, 1.0), task.classes)
+        uncal = classification_metrics(val_ds.labels, softmax(val_logits, 1.0), task.classes)
         val_metrics = json_safe(
-            classification_metrics(val_ds.labels, _softmax(val_logits, temperature), task.classes)
+            classification_metrics(val_ds.labels, softmax(val_logits, temperature), task.classes)
         )
         val_metrics["ece_uncalibrated"] = json_safe(uncal["ece"])
         test_metrics = json_safe(
-            classification_metrics(test_ds.labels, _softmax(test_logits, temperature), task.classes)
+            classification_metrics(test_ds.labels, softmax(test_logits, temperature), task.classes)
         )
         spec.temperature = float(temperature)
         spec.metrics = {"val": val_metrics, "test": test_metrics}

@@ -268,24 +268,11 @@ def _train_sampler(ds: ImageDataset, cfg: TrainConfig, num_classes: int) -> Samp
 
 
 def _progress(enabled: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TextColumn
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        disable=not enabled,
-    )
+    from maskops.data.progress import progress_bar
+
+    return progress_bar(TextColumn("{task.fields[info]}"), enabled=enabled, bar_width=24)
 
 
 def fit(
