@@ -14,7 +14,10 @@ def register(app: typer.Typer) -> None:
             None, help="Inference threads (default: MASKOPS_WORKERS or one per core)."
         ),
         auth: bool = typer.Option(None, "--auth/--no-auth", help="Require API keys (default: MASKOPS_AUTH)."),
-        log_format: str = typer.Option(None, help="json or text (default: MASKOPS_LOG_FORMAT or json)."),
+        log_format: str = typer.Option(
+            None,
+            help="json or text (default: MASKOPS_LOG_FORMAT, else text on a terminal and JSON otherwise).",
+        ),
     ) -> None:
         """Start the web app and API (models from MASKOPS_MODELS_DIR, default models/)."""
         import uvicorn

@@ -1,4 +1,9 @@
-"""Structured logs for the service: one JSON object per line, each with the request id."""
+"""The service's logs: one JSON object per line for machines, a readable line for a person.
+
+``MASKOPS_LOG_FORMAT`` (or ``maskops serve --log-format``) picks ``json`` or ``text``; the default
+``auto`` writes text on a terminal and JSON otherwise (a container, a pipe, a log collector). Every
+line carries the request id.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from maskops.serve.context import RequestIdFilter
 
@@ -38,15 +43,43 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def configure_logging(fmt: str = "json", level: str | int = "INFO") -> None:
-    """Replace the root handlers with one stderr handler (JSON or text) that adds request ids."""
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
+class TextFormatter(logging.Formatter):
+    """``12:04:31 INFO  maskops.serve.access  GET /v1/detect 200 14.2 ms  [request id]``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-5s %(name)s  %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        request_id = getattr(record, "request_id", "-")
+        return line if request_id in ("-", "") else f"{line}  [{request_id}]"
+
+
+def resolve_format(fmt: str, stream: TextIO) -> str:
+    """``json`` or ``text``; ``auto`` is text when ``stream`` is a terminal, else JSON."""
+    if fmt == "auto":
+        isatty = getattr(stream, "isatty", None)
+        return "text" if isatty is not None and isatty() else "json"
+    if fmt not in ("json", "text"):
+        raise ValueError(f"unknown log format {fmt!r}; valid: auto, json, text")
+    return fmt
+
+
+def configure_logging(fmt: str = "auto", level: str | int = "INFO", stream: TextIO | None = None) -> str:
+    """Replace the root handlers with one handler (JSON or text) that adds request ids.
+
+    Args:
+        fmt: ``auto``, ``json`` or ``text``.
+        level: root log level.
+        stream: where lines go (default: stderr).
+
+    Returns:
+        The format used (``json`` or ``text``).
+    """
+    stream = stream or sys.stderr
+    fmt = resolve_format(fmt, stream)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -58,3 +91,4 @@ def configure_logging(fmt: str = "json", level: str | int = "INFO") -> None:
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
+    return fmt

@@ -67,7 +67,9 @@ class ServeSettings(Settings):
     rate_limit_burst: int = Field(default=20, ge=1, description="token-bucket capacity")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins ([] = no CORS)")
     # --- logs
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="json, text, or auto: text on a terminal, JSON otherwise"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ServeSettings:
