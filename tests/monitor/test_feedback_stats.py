@@ -155,3 +155,18 @@ def test_parse_period(text: str, expected: timedelta) -> None:
 def test_parse_period_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="period"):
         parse_period(text)
+
+
+def test_database_percentiles_match_the_nearest_rank(store: Engine) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    latencies = rng.lognormal(3.0, 0.6, size=301)
+    write_records(store, [make_record(f"l{i}", (), latency_ms=float(ms)) for i, ms in enumerate(latencies)])
+    total = business_stats(store, T0, T0 + H).total
+    bins = Counter(latency_bin(float(ms)) for ms in latencies)
+    assert total.requests == 301
+    assert total.p50_ms == percentile_from_bins(bins, 0.5)
+    assert total.p95_ms == percentile_from_bins(bins, 0.95)
+    assert total.p50_ms == pytest.approx(np.percentile(latencies, 50), rel=LATENCY_BIN_RATIO - 1)
+    assert total.p95_ms == pytest.approx(np.percentile(latencies, 95), rel=LATENCY_BIN_RATIO - 1)

@@ -20,7 +20,7 @@ from maskops.monitor.records import FaceRecord, PredictionRecord
 from maskops.monitor.schema import FaceRow, HourlyFaces, HourlyRequests, RequestRow
 from maskops.monitor.store import epoch_hour, write_records
 
-TABLES = {"requests", "faces", "feedback", "hourly_requests", "hourly_faces"}
+TABLES = {"requests", "faces", "feedback", "hourly_requests", "hourly_faces", "daily_requests", "daily_faces"}
 
 
 def test_migrations_up_down_up(store_url: str) -> None:
@@ -28,7 +28,7 @@ def test_migrations_up_down_up(store_url: str) -> None:
     try:
         upgrade(engine)
         assert set(inspect(engine).get_table_names()) >= TABLES
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == "0002"
         downgrade(engine)
         assert not TABLES & set(inspect(engine).get_table_names())
         assert current_revision(engine) is None
@@ -162,3 +162,38 @@ def test_default_store_is_sqlite_in_the_work_dir(tmp_path, monkeypatch: pytest.M
     assert s.store_url() == f"sqlite:///{tmp_path / 'maskops.db'}"
     monkeypatch.setenv("MASKOPS_DATABASE_URL", "postgresql://u@h/db")
     assert Settings(work_dir=tmp_path).store_url() == "postgresql://u@h/db"
+
+
+def test_daily_rollups_migration_fills_from_the_hourly_ones(store_url: str) -> None:
+    from sqlalchemy import text
+
+    engine = make_engine(store_url)
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO hourly_requests (hour, site, source, latency_bin, requests) VALUES "
+                    "(24, 'a', 'api', 60, 2), (47, 'a', 'api', 60, 3), (48, 'a', 'api', 60, 5), (30, '', 'api', 61, 1)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO hourly_faces (hour, site, source, label, faces) VALUES "
+                    "(24, 'a', 'api', 'with_mask', 4), (47, 'a', 'api', 'with_mask', 1)"
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            daily = conn.execute(
+                text(
+                    "SELECT day, site, latency_bin, requests FROM daily_requests ORDER BY day, site, latency_bin"
+                )
+            ).all()
+            faces = conn.execute(text("SELECT day, label, faces FROM daily_faces")).all()
+        assert [tuple(r) for r in daily] == [(1, "", 61, 1), (1, "a", 60, 5), (2, "a", 60, 5)]
+        assert [tuple(r) for r in faces] == [(1, "with_mask", 5)]
+        downgrade(engine, "0001")
+        assert "daily_requests" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()

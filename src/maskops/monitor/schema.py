@@ -3,8 +3,9 @@
 - ``requests``: one row per served request (the request id is the primary key).
 - ``faces``: one row per face of a request, keyed by (request id, face index).
 - ``feedback``: ground truth for a face (the latest answer for a face wins).
-- ``hourly_requests`` / ``hourly_faces``: rollups the writer keeps in the same transaction as the
-  rows, so business stats over millions of faces read a few hundred rows. Latency goes into
+- ``hourly_requests`` / ``hourly_faces`` and ``daily_requests`` / ``daily_faces``: rollups the
+  writer keeps in the same transaction as the rows, so business stats over millions of faces read
+  a few thousand rows. Latency goes into
   log-spaced bins (``LATENCY_BIN_RATIO``) from which the percentiles are read.
 
 Every time is naive UTC. The schema is created and changed only by the Alembic migrations in
@@ -130,6 +131,30 @@ class HourlyFaces(Base):
     __tablename__ = "hourly_faces"
 
     hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), primary_key=True, comment="'' when untagged")
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    faces: Mapped[int] = mapped_column(Integer)
+
+
+class DailyRequests(Base):
+    """``hourly_requests`` summed per UTC day (day buckets read these: 24 times fewer rows)."""
+
+    __tablename__ = "daily_requests"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True, comment="days since 1970-01-01 UTC")
+    site: Mapped[str] = mapped_column(String(64), primary_key=True, comment="'' when untagged")
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    latency_bin: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer)
+
+
+class DailyFaces(Base):
+    """``hourly_faces`` summed per UTC day."""
+
+    __tablename__ = "daily_faces"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True, comment="days since 1970-01-01 UTC")
     site: Mapped[str] = mapped_column(String(64), primary_key=True, comment="'' when untagged")
     source: Mapped[str] = mapped_column(String(16), primary_key=True)
     label: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -1,23 +1,25 @@
 """Business stats read from the store: requests, faces per class, compliance rate and latency
 percentiles, by hour or day (UTC) and by site.
 
-They come from the hourly rollups the writer keeps (``hourly_requests``, ``hourly_faces``), so a
-window over millions of faces reads a few thousand rows. Window bounds are widened to whole hours;
-latency percentiles are read from log-spaced bins and are within 5 % of the exact value.
+They come from the rollups the writer keeps (``hourly_*`` for hour buckets, ``daily_*`` for day
+buckets), so a window over millions of faces reads a few thousand rows. Window bounds are widened to
+whole buckets (hours, or UTC days). Latency percentiles (nearest rank) are computed in the database
+from log-spaced bins and are within 5 % of the exact value.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, case, func, select
 
 from maskops.monitor.records import utc_naive
-from maskops.monitor.schema import HourlyFaces, HourlyRequests, bin_latency_ms
+from maskops.monitor.schema import DailyFaces, DailyRequests, HourlyFaces, HourlyRequests, bin_latency_ms
 from maskops.types import MaskClass
 
 Bucket = Literal["hour", "day"]
@@ -77,17 +79,47 @@ def percentile_from_bins(bins: Counter[int], q: float) -> float | None:
     return None  # pragma: no cover - the loop always reaches n
 
 
-def _row(start: datetime | None, site: str | None, bins: Counter[int], faces: Counter[str]) -> StatsRow:
+def _row(
+    start: datetime | None,
+    site: str | None,
+    latency: tuple[int, int | None, int | None] | None,
+    faces: Counter[str],
+) -> StatsRow:
     classified = sum(n for label, n in faces.items() if label in CLASSIFIED)
+    n, p50, p95 = latency or (0, None, None)
     return StatsRow(
         bucket_start=start,
         site=site,
-        requests=sum(bins.values()),
+        requests=n,
         faces=dict(sorted(faces.items())),
         compliance_rate=faces.get(COMPLIANT, 0) / classified if classified else None,
-        p50_ms=percentile_from_bins(bins, 0.50),
-        p95_ms=percentile_from_bins(bins, 0.95),
+        p50_ms=None if p50 is None else round(bin_latency_ms(p50), 2),
+        p95_ms=None if p95 is None else round(bin_latency_ms(p95), 2),
     )
+
+
+def _latency_query(t: type[HourlyRequests | DailyRequests], keys: list, where: Callable) -> Select:  # type: ignore[type-arg]
+    """Requests and the p50/p95 latency bins per ``keys`` group, computed in the database:
+    a running sum over the bins in order finds the first bin holding the nearest-rank sample."""
+    g = (
+        select(*keys, t.latency_bin.label("k"), func.sum(t.requests).label("n"))
+        .where(*where(t))
+        .group_by(*keys, t.latency_bin)
+        .subquery("g")
+    )
+    part = [g.c[k.name] for k in keys]
+    running = func.sum(g.c.n).over(partition_by=part or None, order_by=g.c.k, rows=(None, 0))
+    c = select(
+        *part, g.c.k, running.label("cum"), func.sum(g.c.n).over(partition_by=part or None).label("total")
+    )
+    c = c.subquery("c")
+    cp = [c.c[k.name] for k in keys]
+
+    def first_bin(q: int):  # type: ignore[no-untyped-def]
+        # cum >= ceil(q/100 * total) <=> 100 * cum >= q * total, cum being an integer
+        return func.min(case((c.c.cum * 100 >= c.c.total * q, c.c.k)))
+
+    return select(*cp, func.max(c.c.total), first_bin(50), first_bin(95)).group_by(*cp)
 
 
 def business_stats(
@@ -99,7 +131,7 @@ def business_stats(
     bucket: Bucket = "hour",
     source: str | None = None,
 ) -> StatsReport:
-    """Stats of the requests served in ``[start, end)`` (widened to whole hours), per bucket and site.
+    """Stats of the requests served in ``[start, end)`` (widened to whole buckets), per bucket and site.
 
     Args:
         site: only this site ('' or None: every site, each in its own rows).
@@ -113,49 +145,47 @@ def business_stats(
         raise ValueError(f"bucket must be one of {', '.join(BUCKET_HOURS)}, got {bucket!r}")
     if end < start:
         raise ValueError(f"the window ends ({end.isoformat()}) before it starts ({start.isoformat()})")
-    h0, h1 = _hour(start), _hour(end, up=True)
     width = BUCKET_HOURS[bucket]
+    p0, p1 = _hour(start) // width, -(-_hour(end, up=True) // width)  # whole buckets
+    req_t, face_t = (HourlyRequests, HourlyFaces) if bucket == "hour" else (DailyRequests, DailyFaces)
+    period = "hour" if bucket == "hour" else "day"
 
     def where(table):  # type: ignore[no-untyped-def]
-        conds = [table.hour >= h0, table.hour < h1]
+        col = getattr(table, period)
+        conds = [col >= p0, col < p1]
         if site:
             conds.append(table.site == site)
         if source:
             conds.append(table.source == source)
         return conds
 
-    rb = (HourlyRequests.hour - HourlyRequests.hour % width).label("b") if width > 1 else HourlyRequests.hour
-    fb = (HourlyFaces.hour - HourlyFaces.hour % width).label("b") if width > 1 else HourlyFaces.hour
-    req_q = (
-        select(rb, HourlyRequests.site, HourlyRequests.latency_bin, func.sum(HourlyRequests.requests))
-        .where(*where(HourlyRequests))
-        .group_by(rb, HourlyRequests.site, HourlyRequests.latency_bin)
-    )
+    rb = getattr(req_t, period).label("b")
+    fb = getattr(face_t, period).label("b")
     face_q = (
-        select(fb, HourlyFaces.site, HourlyFaces.label, func.sum(HourlyFaces.faces))
-        .where(*where(HourlyFaces))
-        .group_by(fb, HourlyFaces.site, HourlyFaces.label)
+        select(fb, face_t.site, face_t.label, func.sum(face_t.faces))
+        .where(*where(face_t))
+        .group_by(fb, face_t.site, face_t.label)
     )
-    bins: defaultdict[tuple[int, str], Counter[int]] = defaultdict(Counter)
     faces: defaultdict[tuple[int, str], Counter[str]] = defaultdict(Counter)
+    latency: dict[tuple[int, str], tuple[int, int | None, int | None]] = {}
     with engine.connect() as conn:
-        for b, s, k, n in conn.execute(req_q):
-            bins[(b, s)][k] += int(n)
+        for b, s, n, p50, p95 in conn.execute(_latency_query(req_t, [rb, req_t.site.label("site")], where)):
+            latency[(b, s)] = (int(n), p50, p95)
         for b, s, label, n in conn.execute(face_q):
             faces[(b, s)][label] += int(n)
-    all_bins: Counter[int] = Counter()
+        total_latency = conn.execute(_latency_query(req_t, [], where)).one()
     all_faces: Counter[str] = Counter()
     rows = []
-    for key in sorted(set(bins) | set(faces)):
+    for key in sorted(set(latency) | set(faces)):
         b, s = key
-        all_bins.update(bins[key])
         all_faces.update(faces[key])
-        rows.append(_row(_EPOCH + timedelta(hours=b), s or None, bins[key], faces[key]))
+        rows.append(_row(_EPOCH + timedelta(hours=b * width), s or None, latency.get(key), faces[key]))
+    total_n = total_latency[0]
     return StatsReport(
-        start=_EPOCH + timedelta(hours=h0),
-        end=_EPOCH + timedelta(hours=h1),
+        start=_EPOCH + timedelta(hours=p0 * width),
+        end=_EPOCH + timedelta(hours=p1 * width),
         bucket=bucket,
         site=site or None,
         rows=rows,
-        total=_row(None, site or None, all_bins, all_faces),
+        total=_row(None, site or None, (int(total_n), *total_latency[1:]) if total_n else None, all_faces),
     )

@@ -15,7 +15,15 @@ from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from maskops.monitor.records import PredictionRecord
-from maskops.monitor.schema import FaceRow, HourlyFaces, HourlyRequests, RequestRow, latency_bin
+from maskops.monitor.schema import (
+    DailyFaces,
+    DailyRequests,
+    FaceRow,
+    HourlyFaces,
+    HourlyRequests,
+    RequestRow,
+    latency_bin,
+)
 
 
 def epoch_hour(record: PredictionRecord) -> int:
@@ -108,24 +116,31 @@ def insert_records(conn: Connection, records: Sequence[PredictionRecord]) -> int
 
 
 def _add_rollups(conn: Connection, records: Sequence[PredictionRecord]) -> None:
-    requests: Counter[tuple[int, str, str, int]] = Counter()
-    faces: Counter[tuple[int, str, str, str]] = Counter()
-    for r in records:
-        key = (epoch_hour(r), r.site or "", r.source)
-        requests[(*key, latency_bin(r.latency_ms))] += 1
-        for f in r.faces:
-            faces[(*key, f.label)] += 1
-    for table, cols, counts, value in (
-        (HourlyRequests.__table__, ("hour", "site", "source", "latency_bin"), requests, "requests"),
-        (HourlyFaces.__table__, ("hour", "site", "source", "label"), faces, "faces"),
+    for hours_per_period, req_table, face_table, period in (
+        (1, HourlyRequests.__table__, HourlyFaces.__table__, "hour"),
+        (24, DailyRequests.__table__, DailyFaces.__table__, "day"),
     ):
-        if not counts:
-            continue
-        stmt = _insert(conn, table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(cols), set_={value: table.c[value] + stmt.excluded[value]}
-        )
-        conn.execute(stmt, [{**dict(zip(cols, k, strict=True)), value: n} for k, n in sorted(counts.items())])
+        requests: Counter[tuple[int, str, str, int]] = Counter()
+        faces: Counter[tuple[int, str, str, str]] = Counter()
+        for r in records:
+            key = (epoch_hour(r) // hours_per_period, r.site or "", r.source)
+            requests[(*key, latency_bin(r.latency_ms))] += 1
+            for f in r.faces:
+                faces[(*key, f.label)] += 1
+        _upsert_counts(conn, req_table, (period, "site", "source", "latency_bin"), requests, "requests")
+        _upsert_counts(conn, face_table, (period, "site", "source", "label"), faces, "faces")
+
+
+def _upsert_counts(
+    conn: Connection, table: Table, cols: tuple[str, ...], counts: Counter, value: str
+) -> None:  # type: ignore[type-arg]
+    if not counts:
+        return
+    stmt = _insert(conn, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(cols), set_={value: table.c[value] + stmt.excluded[value]}
+    )
+    conn.execute(stmt, [{**dict(zip(cols, k, strict=True)), value: n} for k, n in sorted(counts.items())])
 
 
 def write_records(engine: Engine, records: Sequence[PredictionRecord]) -> int:
