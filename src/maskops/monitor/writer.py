@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +82,8 @@ class StoreWriter:
         flush_interval: seconds the writer waits to fill a batch before committing a partial one.
         retry_interval: seconds between attempts to reach a database that is down.
         registry: where the counters are registered (each app has its own).
+        prepare: run once before the first write, retried until the database answers (migrations
+            of a database that was down at startup).
     """
 
     def __init__(
@@ -94,8 +96,10 @@ class StoreWriter:
         flush_interval: float = 0.2,
         retry_interval: float = 1.0,
         registry: CollectorRegistry | None = None,
+        prepare: Callable[[], object] | None = None,
     ) -> None:
         self.engine = engine
+        self._prepare = prepare
         self.spool = Spool(spool_dir)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -244,6 +248,9 @@ class StoreWriter:
         Raises:
             OperationalError, InterfaceError, DisconnectionError: the database is unreachable.
         """
+        if self._prepare is not None:
+            self._prepare()
+            self._prepare = None
         try:
             write_records(self.engine, records)
             return
