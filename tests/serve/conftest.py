@@ -18,6 +18,26 @@ from maskops.types import ModelSpec
 FACE_PHOTO = "maksssksksss123.jpg"  # two annotated faces, both found by YuNet
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Browser tests skipped for want of chromium are easy to miss among the dots: say it loudly."""
+    skipped = [
+        r
+        for r in terminalreporter.stats.get("skipped", [])
+        if "test_browser.py" in r.nodeid and "chromium not installed" in str(r.longrepr)
+    ]
+    if not skipped:
+        return
+    terminalreporter.write_sep(
+        "!", f"{len(skipped)} BROWSER TESTS SKIPPED: chromium is not installed", red=True
+    )
+    terminalreporter.write_line(
+        "The web app was not tested in a browser. Install it with `apt-get install -y chromium` "
+        "(.ci/run does, and fails when a browser test is skipped there).",
+        red=True,
+        bold=True,
+    )
+
+
 @pytest.fixture(autouse=True)
 def _no_real_registry(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reload from the registry in a test must never read the repository's mlflow.db."""

@@ -33,10 +33,16 @@ CHROMIUM_ARGS = [
 ]
 
 
+# the reason of the skip; tests/serve/conftest.py repeats these skips loudly at the end of the run
+NO_CHROMIUM = "chromium not installed (apt-get install chromium; .ci/run installs it)"
+
+
 def _chromium() -> str:
     path = os.environ.get("MASKOPS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        pytest.skip("chromium not installed (apt-get install chromium; .ci/run installs it)")
+        if os.environ.get("MASKOPS_REQUIRE_BROWSER"):  # set by .ci/run: there a skip is a failure
+            pytest.fail(f"MASKOPS_REQUIRE_BROWSER is set but {NO_CHROMIUM}")
+        pytest.skip(NO_CHROMIUM)
     return path
 
 
@@ -44,6 +50,11 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def executable() -> str:
+    return _chromium()  # before the server starts: no server for a test that cannot run
 
 
 @pytest.fixture
@@ -64,10 +75,9 @@ def server(make_settings: Callable[..., ServeSettings]) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(server: str) -> Iterator[object]:
+def page(executable: str, server: str) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
-    executable = _chromium()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
