@@ -189,3 +189,99 @@ def business_stats(
         rows=rows,
         total=_row(None, site or None, (int(total_n), *total_latency[1:]) if total_n else None, all_faces),
     )
+
+
+FACE_COLUMNS = (*MaskClass.names(), "uncertain")
+DEFAULT_SPAN = {"hour": timedelta(hours=24), "day": timedelta(days=30)}
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """A window bound: an ISO date or time (naive means UTC), or a period back from ``now``
+    (``24h``, ``7d``, ``90m``, ``2w``).
+
+    Raises:
+        ValueError: neither form.
+    """
+    from maskops.monitor.prune import parse_period
+
+    try:
+        return now - parse_period(text)
+    except ValueError:
+        pass
+    try:
+        return utc_naive(datetime.fromisoformat(text))
+    except ValueError:
+        raise ValueError(
+            f"expected an ISO date or time (2026-12-01, 2026-12-01T09:00) or a period back from now "
+            f"(24h, 7d), got {text!r}"
+        ) from None
+
+
+def resolve_window(
+    start: str | None, end: str | None, bucket: str, now: datetime
+) -> tuple[datetime, datetime]:
+    """``start``/``end`` as given (``parse_time``); a missing end is ``now``, a missing start is
+    24 hours (hour buckets) or 30 days (day buckets) before the end."""
+    now = utc_naive(now)
+    t1 = parse_time(end, now) if end else now
+    t0 = parse_time(start, now) if start else t1 - DEFAULT_SPAN.get(bucket, DEFAULT_SPAN["hour"])
+    return t0, t1
+
+
+def row_dict(row: StatsRow) -> dict[str, object]:
+    return {
+        "bucket_start": None if row.bucket_start is None else row.bucket_start.isoformat() + "Z",
+        "site": row.site,
+        "requests": row.requests,
+        "faces": row.faces,
+        "faces_total": row.faces_total,
+        "compliance_rate": None if row.compliance_rate is None else round(row.compliance_rate, 4),
+        "p50_ms": row.p50_ms,
+        "p95_ms": row.p95_ms,
+    }
+
+
+def report_dict(report: StatsReport) -> dict[str, object]:
+    """The report as JSON-ready data (times as ISO UTC with ``Z``)."""
+    return {
+        "from": report.start.isoformat() + "Z",
+        "to": report.end.isoformat() + "Z",
+        "bucket": report.bucket,
+        "site": report.site,
+        "rows": [row_dict(r) for r in report.rows],
+        "total": None if report.total is None else row_dict(report.total),
+    }
+
+
+def report_csv(report: StatsReport) -> str:
+    """One CSV line per bucket and site (faces per class in their own columns), then the total."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(
+        [
+            "bucket_start",
+            "site",
+            "requests",
+            *(f"faces_{c}" for c in FACE_COLUMNS),
+            "compliance_rate",
+            "p50_ms",
+            "p95_ms",
+        ]
+    )
+    rows = [*report.rows, *([report.total] if report.total else [])]
+    for r in rows:
+        w.writerow(
+            [
+                "total" if r.bucket_start is None else r.bucket_start.isoformat() + "Z",
+                r.site or "",
+                r.requests,
+                *(r.faces.get(c, 0) for c in FACE_COLUMNS),
+                "" if r.compliance_rate is None else f"{r.compliance_rate:.4f}",
+                "" if r.p50_ms is None else r.p50_ms,
+                "" if r.p95_ms is None else r.p95_ms,
+            ]
+        )
+    return out.getvalue()

@@ -1,0 +1,108 @@
+"""``maskops monitor migrate|prune|accuracy``: the prediction store's upkeep and measured accuracy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+app = typer.Typer(no_args_is_help=True)
+
+DB = typer.Option(
+    None, "--db", help="Store URL (default: MASKOPS_DATABASE_URL, or SQLite at <work_dir>/maskops.db)."
+)
+
+
+def open_for_cli(db: str | None) -> Engine:
+    """The store at ``db`` (or the settings' one), migrated to the latest schema.
+
+    Raises:
+        ValueError: a malformed URL, or a database that does not answer.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from maskops.config import Settings
+    from maskops.monitor.db import open_store
+
+    url = db or Settings().store_url()
+    try:
+        return open_store(url)
+    except OperationalError as exc:
+        raise ValueError(f"the prediction store does not answer: {str(exc).splitlines()[0]}") from None
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def migrate(db: str = DB) -> None:
+    """Create or upgrade the store's schema to the latest revision."""
+    from maskops.monitor.db import current_revision
+
+    try:
+        engine = open_for_cli(db)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"prediction store at revision {current_revision(engine)}")
+    engine.dispose()
+
+
+@app.command()
+def prune(
+    older_than: str = typer.Option(..., "--older-than", help="Retention period: 30d, 12h, 2w, ..."),
+    db: str = DB,
+) -> None:
+    """Delete stored requests older than the period, with their faces and feedback.
+
+    The hourly and daily counts behind the business stats are kept (they hold no per-request data)."""
+    from maskops.monitor.prune import parse_period
+    from maskops.monitor.prune import prune as prune_store
+
+    try:
+        period = parse_period(older_than)
+        engine = open_for_cli(db)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    try:
+        result = prune_store(engine, period)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"deleted {result.requests} request(s), {result.faces} face(s) and {result.feedback} feedback "
+        f"answer(s) served before {result.cutoff.isoformat(timespec='seconds')}Z"
+    )
+
+
+@app.command()
+def accuracy(
+    start: str = typer.Option(
+        None, "--from", help="Window start: ISO date/time (UTC) or a period back (7d)."
+    ),
+    end: str = typer.Option(None, "--to", help="Window end (default: now)."),
+    site: str = typer.Option(None, "--site", help="Only this site or camera tag."),
+    db: str = DB,
+) -> None:
+    """Accuracy measured on the faces that got feedback (JSON)."""
+    from maskops.monitor.feedback import measured_accuracy
+    from maskops.monitor.stats import parse_time
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        t0 = parse_time(start, now) if start else None
+        t1 = parse_time(end, now) if end else None
+        engine = open_for_cli(db)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    try:
+        report = measured_accuracy(engine, t0, t1, site=site)
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps(asdict(report), indent=2))
