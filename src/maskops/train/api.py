@@ -1,9 +1,10 @@
 """``train_task``: the one library entry point behind ``maskops train``.
 
-Reads the task's manifest, builds the datasets and the model, fits with checkpoints and early
-stopping, evaluates the best checkpoint on val and test, fits the temperature on validation
-logits, and records everything in MLflow. The lead's export/registration step hooks in through
-``on_finish(result, model)``.
+Named stages, in order: check the config (``_check_config``), read the splits (``_read_splits``),
+write the model card and the resolved config, decode the datasets (``_build_datasets``), open the
+MLflow run (``_start_run``), fit with checkpoints and early stopping (``maskops.train.loop.fit``),
+calibrate and measure the best checkpoint on val and test (``_calibrate``), and record the figures,
+files and plots (``_record``). Export and registration hook in through ``on_finish(result, model)``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,35 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
+from pydantic import ValidationError
 
 from maskops.config import Settings, TaskConfig, TrainConfig
+from maskops.data.augment import AugmentConfig
+from maskops.data.dataset import ImageDataset, source_weights
+from maskops.evaluate.calibration import fit_class_bias, fit_temperature, reliability_bins
+from maskops.evaluate.metrics import classification_metrics, json_safe
+from maskops.evaluate.plots import plot_confusion_matrix, plot_reliability
+from maskops.models import create_model, model_options
 from maskops.numeric import softmax
+from maskops.provenance import git_commit
+from maskops.train.checkpoint import load_checkpoint, save_checkpoint
+from maskops.train.data import default_manifest_path, read_rows, rows_hash, split_rows
+from maskops.train.loop import (
+    FitResult,
+    TrainingInterrupted,
+    fit,
+    load_teachers,
+    predict_logits,
+    seed_everything,
+)
+from maskops.train.tracking import Tracker
 from maskops.types import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -68,9 +90,6 @@ class TrainResult:
 
 def _plots(out_dir: Path, spec: ModelSpec, result: TrainResult) -> list[Path]:
     """Confusion matrix (test) and reliability diagram (val, before/after temperature)."""
-    from maskops.evaluate.calibration import reliability_bins
-    from maskops.evaluate.plots import plot_confusion_matrix, plot_reliability
-
     paths = [
         plot_confusion_matrix(
             np.asarray(result.test_metrics["confusion"]), spec.class_names, out_dir / "confusion_test.png"
@@ -89,8 +108,6 @@ def _plots(out_dir: Path, spec: ModelSpec, result: TrainResult) -> list[Path]:
 
 def _bake_logit_bias(model: Any, delta: np.ndarray) -> None:
     """Add ``delta`` to the bias of the model's last ``nn.Linear`` (the classifier head)."""
-    import torch
-
     heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     if not heads or heads[-1].out_features != len(delta):
         raise ValueError(f"no final nn.Linear with {len(delta)} outputs to carry the decision bias")
@@ -99,6 +116,225 @@ def _bake_logit_bias(model: Any, delta: np.ndarray) -> None:
         if head.bias is None:
             head.bias = torch.nn.Parameter(torch.zeros(head.out_features))
         head.bias += torch.as_tensor(delta, dtype=head.bias.dtype)
+
+
+@dataclass
+class _Splits:
+    """The manifest's rows by split, with what identifies them."""
+
+    manifest_path: Path
+    splits: dict[str, list[Any]]
+    manifest_hash: str
+    draw_weights: np.ndarray | None
+
+
+@dataclass
+class _Datasets:
+    train: ImageDataset
+    val: ImageDataset
+    test: ImageDataset
+
+
+def _check_config(cfg: TrainConfig) -> AugmentConfig:
+    """Cheap checks before any decoding; an unknown model raises UnknownModelError naming the valid ones."""
+    valid_options = [o for o in model_options(cfg.model) if o != "input_size"]
+    unknown = sorted(set(cfg.model_options) - set(valid_options))
+    if unknown:
+        raise ValueError(
+            f"train.model_options {unknown} are not options of model {cfg.model!r} "
+            f"(valid: {', '.join(valid_options) or 'none'}; the input size is train.input_size)"
+        )
+    return AugmentConfig.from_dict(cfg.augment)
+
+
+def _read_splits(task: TaskConfig, cfg: TrainConfig, settings: Settings, manifest: Path | None) -> _Splits:
+    manifest_path = Path(manifest) if manifest else default_manifest_path(settings.prepared_dir(task.name))
+    rows = read_rows(manifest_path)
+    splits = split_rows(rows, task.classes, manifest_path)
+    draw_weights = source_weights([r.source for r in splits["train"]], cfg.source_weights)
+    return _Splits(manifest_path, splits, rows_hash(rows), draw_weights)
+
+
+def _model_card(task: TaskConfig, cfg: TrainConfig, manifest_hash: str) -> ModelSpec:
+    return ModelSpec(
+        task=task.name,
+        class_names=list(task.classes),
+        input_size=(cfg.input_size, cfg.input_size),
+        architecture=cfg.model,
+        color="gray" if task.grayscale else "rgb",
+        manifest_hash=manifest_hash,
+        git_commit=git_commit(),
+    )
+
+
+def _write_config(
+    out_dir: Path, task: TaskConfig, cfg: TrainConfig, data: _Splits, augment_cfg: AugmentConfig
+) -> dict[str, Any]:
+    """The resolved settings of the run, written to ``config.yaml`` (and logged as MLflow params)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {
+        "task": task.name,
+        "manifest": str(data.manifest_path.resolve()),
+        "manifest_hash": data.manifest_hash,
+        "schedule": cfg.schedule,
+        "warmup_epochs": float(cfg.warmup_epochs),
+        "train": cfg.model_dump(mode="json"),
+        "augment_resolved": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(augment_cfg).items()},
+    }
+    (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    return resolved
+
+
+def _build_datasets(
+    task: TaskConfig,
+    spec: ModelSpec,
+    data: _Splits,
+    cfg: TrainConfig,
+    augment_cfg: AugmentConfig,
+    progress: bool,
+) -> _Datasets:
+    """Decode the three splits (train with augmentation and its per-source draw weights)."""
+    train_ds = ImageDataset.from_rows(
+        data.splits["train"],
+        task.classes,
+        spec,
+        augment_cfg=augment_cfg,
+        seed=cfg.seed,
+        progress=progress,
+        description="decoding train",
+    )
+    train_ds.sample_weights = data.draw_weights
+    val_ds = ImageDataset.from_rows(
+        data.splits["val"], task.classes, spec, progress=progress, description="decoding val"
+    )
+    test_ds = ImageDataset.from_rows(
+        data.splits["test"], task.classes, spec, progress=progress, description="decoding test"
+    )
+    return _Datasets(train_ds, val_ds, test_ds)
+
+
+def _start_run(
+    out_dir: Path,
+    task: TaskConfig,
+    spec: ModelSpec,
+    data: _Splits,
+    resolved: dict[str, Any],
+    *,
+    resume: bool,
+    tracking_uri: str | None,
+) -> Tracker:
+    """Open (or, resuming, reopen) the MLflow run and log the run's parameters, tags and config."""
+    run_id_path = out_dir / RUN_ID_FILE
+    previous = run_id_path.read_text().strip() if resume and run_id_path.is_file() else None
+    tracker = Tracker(tracking_uri, task.name, run_name=out_dir.name, run_id=previous)
+    run_id_path.write_text(tracker.run_id + "\n", encoding="utf-8")
+    counts = {f"n_{s}": len(data.splits[s]) for s in data.splits}
+    tracker.log_params({**resolved, **counts})
+    tracker.set_tags(
+        {
+            "task": task.name,
+            "manifest_hash": data.manifest_hash,
+            "git_commit": spec.git_commit,
+            "model": spec.architecture,
+            "stage": "train",
+        }
+    )
+    tracker.log_artifact(out_dir / CONFIG_FILE)
+    return tracker
+
+
+def _calibrate(
+    model: Any,
+    fitted: FitResult,
+    ds: _Datasets,
+    cfg: TrainConfig,
+    spec: ModelSpec,
+    *,
+    run_id: str,
+    out_dir: Path,
+) -> TrainResult:
+    """Reload the best checkpoint, fit the temperature (and decision bias) on val, measure val and test.
+
+    The card (temperature, metrics, epochs) is updated and saved into ``best.pt``; the result's
+    logits include the decision bias.
+    """
+    classes = list(spec.class_names)
+    state = load_checkpoint(fitted.best_path)
+    # back to the default memory format: what load_model() and the ONNX export see
+    model.to(memory_format=torch.contiguous_format)
+    model.load_state_dict(state["model_state"])
+    model.eval()
+    bs = max(cfg.batch_size, 64)
+    val_logits = predict_logits(model, ds.val, bs)
+    test_logits = predict_logits(model, ds.test, bs)
+    temperature = fit_temperature(val_logits, ds.val.labels)
+    if cfg.decision_bias:
+        bias = fit_class_bias(val_logits, ds.val.labels, temperature)
+        delta = (bias * temperature).astype(np.float32)  # in raw-logit units
+        _bake_logit_bias(model, delta)
+        val_logits = val_logits + delta
+        test_logits = test_logits + delta
+        spec.extra["decision_bias"] = [round(float(b), 4) for b in bias]
+        logger.info("decision bias fitted on val (after T): %s", np.round(bias, 3).tolist())
+    uncal = classification_metrics(ds.val.labels, softmax(val_logits, 1.0), classes)
+    val_metrics = json_safe(classification_metrics(ds.val.labels, softmax(val_logits, temperature), classes))
+    val_metrics["ece_uncalibrated"] = json_safe(uncal["ece"])
+    test_metrics = json_safe(
+        classification_metrics(ds.test.labels, softmax(test_logits, temperature), classes)
+    )
+    spec.temperature = float(temperature)
+    spec.metrics = {"val": val_metrics, "test": test_metrics}
+    spec.extra = {**spec.extra, "best_epoch": fitted.best_epoch, "epochs": fitted.epochs_run}
+    state["spec"] = spec.to_dict()
+    if cfg.decision_bias:
+        state["model_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    save_checkpoint(fitted.best_path, state)
+    return TrainResult(
+        run_id=run_id,
+        best_checkpoint=fitted.best_path,
+        spec=spec,
+        val_logits=val_logits,
+        val_labels=ds.val.labels.copy(),
+        test_logits=test_logits,
+        test_labels=ds.test.labels.copy(),
+        val_metrics=val_metrics,
+        test_metrics=test_metrics,
+        epochs=fitted.epochs_run,
+        best_epoch=fitted.best_epoch,
+        seconds=0.0,
+        out_dir=out_dir,
+        stopped_early=fitted.stopped_early,
+        history=fitted.history,
+    )
+
+
+def _record(result: TrainResult, tracker: Tracker, *, plots: bool) -> None:
+    """Write ``metrics.json`` and log the final figures, the file and the plots to MLflow."""
+    out_dir, spec = result.out_dir, result.spec
+    summary = {
+        "temperature": spec.temperature,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "val": result.val_metrics,
+        "test": result.test_metrics,
+    }
+    (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    tracker.log_metrics(
+        {
+            "temperature": spec.temperature,
+            "best_epoch": result.best_epoch,
+            "val": result.val_metrics,
+            "test": result.test_metrics,
+        },
+        step=result.epochs,
+    )
+    tracker.log_artifact(out_dir / METRICS_FILE)
+    if plots:
+        try:
+            for p in _plots(out_dir, spec, result):
+                tracker.log_artifact(p, "plots")
+        except Exception:  # a plot must never lose a finished training
+            logger.exception("could not write the plots")
 
 
 def train_task(
@@ -139,204 +375,39 @@ def train_task(
         TrainingInterrupted: Ctrl-C; the MLflow run is marked KILLED and ``--resume`` continues it.
     """
     t_start = time.perf_counter()
-    from maskops.data.augment import AugmentConfig
-    from maskops.models import model_options
-
-    # cheap checks before any decoding (an unknown model raises UnknownModelError, naming the valid ones)
-    valid_options = [o for o in model_options(cfg.model) if o != "input_size"]
-    unknown = sorted(set(cfg.model_options) - set(valid_options))
-    if unknown:
-        raise ValueError(
-            f"train.model_options {unknown} are not options of model {cfg.model!r} "
-            f"(valid: {', '.join(valid_options) or 'none'}; the input size is train.input_size)"
-        )
-    augment_cfg = AugmentConfig.from_dict(cfg.augment)
-    schedule = cfg.schedule
-    warmup_epochs = float(cfg.warmup_epochs)
-
-    from maskops.train.data import default_manifest_path, read_rows, rows_hash, split_rows
-
+    augment_cfg = _check_config(cfg)
+    data = _read_splits(task, cfg, settings, manifest)
     out_dir = Path(out_dir)
-    manifest_path = Path(manifest) if manifest else default_manifest_path(settings.prepared_dir(task.name))
-    rows = read_rows(manifest_path)
-    splits = split_rows(rows, task.classes, manifest_path)
-    mhash = rows_hash(rows)
-    from maskops.data.dataset import source_weights
-
-    draw_weights = source_weights([r.source for r in splits["train"]], cfg.source_weights)
     if resume and not (out_dir / "last.pt").is_file():
         raise FileNotFoundError(f"nothing to resume: {out_dir / 'last.pt'} does not exist")
-
-    import torch
-
-    from maskops.data.dataset import ImageDataset
-    from maskops.evaluate.calibration import fit_class_bias, fit_temperature
-    from maskops.evaluate.metrics import classification_metrics, json_safe
-    from maskops.models import create_model
-    from maskops.provenance import git_commit
-    from maskops.train.checkpoint import load_checkpoint, save_checkpoint
-    from maskops.train.loop import (
-        TrainingInterrupted,
-        fit,
-        load_teachers,
-        predict_logits,
-        seed_everything,
-    )
-    from maskops.train.tracking import Tracker
-
-    commit = git_commit()
-    spec = ModelSpec(
-        task=task.name,
-        class_names=list(task.classes),
-        input_size=(cfg.input_size, cfg.input_size),
-        architecture=cfg.model,
-        color="gray" if task.grayscale else "rgb",
-        manifest_hash=mhash,
-        git_commit=commit,
-    )
-    teachers = None
-    if cfg.distill is not None:  # before the slow decoding: a bad teacher fails fast
-        teachers = load_teachers(cfg.distill.teachers, spec)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {
-        "task": task.name,
-        "manifest": str(manifest_path.resolve()),
-        "manifest_hash": mhash,
-        "schedule": schedule,
-        "warmup_epochs": warmup_epochs,
-        "train": cfg.model_dump(mode="json"),
-        "augment_resolved": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(augment_cfg).items()},
-    }
-    (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
-
+    spec = _model_card(task, cfg, data.manifest_hash)
+    # before the slow decoding: a bad teacher fails fast
+    teachers = load_teachers(cfg.distill.teachers, spec) if cfg.distill is not None else None
+    resolved = _write_config(out_dir, task, cfg, data, augment_cfg)
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.num_threads)
-    train_ds = ImageDataset.from_rows(
-        splits["train"],
-        task.classes,
-        spec,
-        augment_cfg=augment_cfg,
-        seed=cfg.seed,
-        progress=progress,
-        description="decoding train",
-    )
-    train_ds.sample_weights = draw_weights
-    val_ds = ImageDataset.from_rows(
-        splits["val"], task.classes, spec, progress=progress, description="decoding val"
-    )
-    test_ds = ImageDataset.from_rows(
-        splits["test"], task.classes, spec, progress=progress, description="decoding test"
-    )
+    ds = _build_datasets(task, spec, data, cfg, augment_cfg, progress)
     model_kwargs = {"input_size": cfg.input_size, **cfg.model_options}
     model = create_model(cfg.model, num_classes=len(task.classes), pretrained=True, **model_kwargs)
-
-    run_id_path = out_dir / RUN_ID_FILE
-    previous = run_id_path.read_text().strip() if resume and run_id_path.is_file() else None
-    tracker = Tracker(tracking_uri, task.name, run_name=out_dir.name, run_id=previous)
-    run_id_path.write_text(tracker.run_id + "\n", encoding="utf-8")
-    counts = {f"n_{s}": len(splits[s]) for s in splits}
-    tracker.log_params({**resolved, **counts})
-    tracker.set_tags(
-        {
-            "task": task.name,
-            "manifest_hash": mhash,
-            "git_commit": commit,
-            "model": cfg.model,
-            "stage": "train",
-        }
-    )
-    tracker.log_artifact(out_dir / CONFIG_FILE)
-
+    tracker = _start_run(out_dir, task, spec, data, resolved, resume=resume, tracking_uri=tracking_uri)
     try:
         fitted = fit(
             model,
-            train_ds,
-            val_ds,
+            ds.train,
+            ds.val,
             cfg,
             spec=spec,
             out_dir=out_dir,
             resume=resume,
-            schedule=schedule,
-            warmup_epochs=warmup_epochs,
+            schedule=cfg.schedule,
+            warmup_epochs=float(cfg.warmup_epochs),
             model_kwargs=model_kwargs,
             on_epoch_end=lambda epoch, m: tracker.log_metrics(m, step=epoch),
             progress=progress,
             teachers=teachers,
         )
-        state = load_checkpoint(fitted.best_path)
-        # back to the default memory format: what load_model() and the ONNX export see
-        model.to(memory_format=torch.contiguous_format)
-        model.load_state_dict(state["model_state"])
-        model.eval()
-        bs = max(cfg.batch_size, 64)
-        val_logits = predict_logits(model, val_ds, bs)
-        test_logits = predict_logits(model, test_ds, bs)
-        temperature = fit_temperature(val_logits, val_ds.labels)
-        if cfg.decision_bias:
-            bias = fit_class_bias(val_logits, val_ds.labels, temperature)
-            delta = (bias * temperature).astype(np.float32)  # in raw-logit units
-            _bake_logit_bias(model, delta)
-            val_logits = val_logits + delta
-            test_logits = test_logits + delta
-            spec.extra["decision_bias"] = [round(float(b), 4) for b in bias]
-            logger.info("decision bias fitted on val (after T): %s", np.round(bias, 3).tolist())
-        uncal = classification_metrics(val_ds.labels, softmax(val_logits, 1.0), task.classes)
-        val_metrics = json_safe(
-            classification_metrics(val_ds.labels, softmax(val_logits, temperature), task.classes)
-        )
-        val_metrics["ece_uncalibrated"] = json_safe(uncal["ece"])
-        test_metrics = json_safe(
-            classification_metrics(test_ds.labels, softmax(test_logits, temperature), task.classes)
-        )
-        spec.temperature = float(temperature)
-        spec.metrics = {"val": val_metrics, "test": test_metrics}
-        spec.extra = {**spec.extra, "best_epoch": fitted.best_epoch, "epochs": fitted.epochs_run}
-        state["spec"] = spec.to_dict()
-        if cfg.decision_bias:
-            state["model_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        save_checkpoint(fitted.best_path, state)
-
-        result = TrainResult(
-            run_id=tracker.run_id,
-            best_checkpoint=fitted.best_path,
-            spec=spec,
-            val_logits=val_logits,
-            val_labels=val_ds.labels.copy(),
-            test_logits=test_logits,
-            test_labels=test_ds.labels.copy(),
-            val_metrics=val_metrics,
-            test_metrics=test_metrics,
-            epochs=fitted.epochs_run,
-            best_epoch=fitted.best_epoch,
-            seconds=0.0,
-            out_dir=out_dir,
-            stopped_early=fitted.stopped_early,
-            history=fitted.history,
-        )
-        summary = {
-            "temperature": spec.temperature,
-            "best_epoch": fitted.best_epoch,
-            "epochs": fitted.epochs_run,
-            "val": val_metrics,
-            "test": test_metrics,
-        }
-        (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        tracker.log_metrics(
-            {
-                "temperature": spec.temperature,
-                "best_epoch": fitted.best_epoch,
-                "val": val_metrics,
-                "test": test_metrics,
-            },
-            step=fitted.epochs_run,
-        )
-        tracker.log_artifact(out_dir / METRICS_FILE)
-        if plots:
-            try:
-                for p in _plots(out_dir, spec, result):
-                    tracker.log_artifact(p, "plots")
-            except Exception:  # a plot must never lose a finished training
-                logger.exception("could not write the plots")
+        result = _calibrate(model, fitted, ds, cfg, spec, run_id=tracker.run_id, out_dir=out_dir)
+        _record(result, tracker, plots=plots)
         # a resumed run counts the epochs done before the resume too (MLflow keeps the last value)
         result.seconds = fitted.resumed_seconds + time.perf_counter() - t_start
         tracker.log_metrics({"train_seconds": result.seconds}, step=fitted.epochs_run)
@@ -353,8 +424,8 @@ def train_task(
         "trained %s in %.0f s: test accuracy %.4f, macro-F1 %.4f (T=%.3f); run %s",
         task.name,
         result.seconds,
-        test_metrics["accuracy"],
-        test_metrics["macro_f1"],
+        result.test_metrics["accuracy"],
+        result.test_metrics["macro_f1"],
         spec.temperature,
         tracker.run_id,
     )
@@ -374,8 +445,6 @@ def resolve_config(
     Raises:
         ValueError: unreadable/invalid YAML or invalid values (the message names the file or flag).
     """
-    from pydantic import ValidationError
-
     data = base.model_dump()
     if config_file is not None:
         path = Path(config_file)
@@ -405,8 +474,6 @@ def resolve_config(
 
 def default_run_dir(settings: Settings, task: str, name: str | None = None) -> Path:
     """``<work_dir>/runs/<task>/<name or UTC timestamp>``."""
-    from datetime import UTC, datetime
-
     return settings.work_dir / "runs" / task / (name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
 
 

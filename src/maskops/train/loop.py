@@ -23,11 +23,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from rich.progress import Progress, TaskID, TextColumn
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from maskops.config import TrainConfig
 from maskops.data.dataset import ImageDataset, balanced_sampler, class_weights
+from maskops.data.progress import progress_bar
 from maskops.evaluate.metrics import accuracy, macro_f1
 from maskops.train.checkpoint import (
     capture_rng,
@@ -267,12 +269,253 @@ def _train_sampler(ds: ImageDataset, cfg: TrainConfig, num_classes: int) -> Samp
     return RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.seed))
 
 
-def _progress(enabled: bool) -> Any:
-    from rich.progress import TextColumn
-
-    from maskops.data.progress import progress_bar
-
+def _progress(enabled: bool) -> Progress:
     return progress_bar(TextColumn("{task.fields[info]}"), enabled=enabled, bar_width=24)
+
+
+@dataclass
+class _Trainer:
+    """What a fit trains with: data order, loss, optimiser, LR schedule, weight average, teachers."""
+
+    sampler: Sampler[int]
+    loader: DataLoader[Any]
+    steps_per_epoch: int
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: WeightAverage | None
+    teachers: list[nn.Module]
+    fmt: torch.memory_format
+
+
+@dataclass
+class _RunState:
+    """Where a fit stands: epochs done, the best validation score, early stopping, per-epoch history."""
+
+    epoch: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    since_best: int = 0
+    finished: bool = False
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_epochs: int = 0
+
+
+def _build_trainer(
+    model: nn.Module,
+    train_ds: ImageDataset,
+    cfg: TrainConfig,
+    spec: ModelSpec,
+    *,
+    schedule: Schedule,
+    warmup_epochs: float,
+    channels_last: bool,
+    teachers: Sequence[nn.Module] | None,
+) -> _Trainer:
+    fmt = _memory_format(channels_last)
+    model.to(memory_format=fmt)
+    sampler = _train_sampler(train_ds, cfg, spec.num_classes)
+    drop_last = len(train_ds) > cfg.batch_size  # avoid a 1-sample batch in BatchNorm
+    loader = DataLoader(
+        train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last, num_workers=0
+    )
+    steps = max(1, len(loader))
+    weight = None
+    if not cfg.balanced_sampling and cfg.class_weighting != "none":
+        weight = torch.as_tensor(class_weights(train_ds.labels, spec.num_classes, cfg.class_weighting))
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = make_scheduler(optimizer, schedule, cfg.epochs * steps, round(warmup_epochs * steps), cfg.lr)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    if cfg.distill is not None and teachers is None:
+        teachers = load_teachers(cfg.distill.teachers, spec)
+    for t in teachers or ():
+        t.to(memory_format=fmt)
+    return _Trainer(sampler, loader, steps, criterion, optimizer, scheduler, ema, list(teachers or ()), fmt)
+
+
+def _resume(last_path: Path, model: nn.Module, trainer: _Trainer, cfg: TrainConfig) -> _RunState:
+    """Model, average, optimiser, schedule, RNG and early-stopping state from ``last.pt``."""
+    if not last_path.is_file():
+        raise FileNotFoundError(f"nothing to resume: {last_path} does not exist")
+    state = load_checkpoint(last_path)
+    # with a weight average, model_state is the average and train_state the trained weights
+    model.load_state_dict(state.get("train_state", state["model_state"]))
+    if trainer.ema is not None:
+        trainer.ema.load_state_dict(state)
+    trainer.optimizer.load_state_dict(state["optimizer_state"])
+    trainer.scheduler.load_state_dict(state["scheduler_state"])
+    restore_rng(state["rng"])
+    es = state.get("early_stopping", {})
+    history = list(state.get("history", []))
+    run = _RunState(
+        epoch=int(state["epoch"]),
+        best_metric=float(state["best_metric"]),
+        best_epoch=int(es.get("best_epoch", 0)),
+        since_best=int(es.get("since_best", 0)),
+        finished=bool(es.get("finished", False)),
+        history=history,
+        resumed_epochs=len(history),
+    )
+    run.stopped_early = run.finished and run.epoch < cfg.epochs
+    logger.info(
+        "resuming from %s after epoch %d (best %s score %.4f)",
+        last_path,
+        run.epoch,
+        cfg.select_on,
+        run.best_metric,
+    )
+    return run
+
+
+def _checkpoint(
+    model: nn.Module,
+    trainer: _Trainer,
+    run: _RunState,
+    *,
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    model_kwargs: dict[str, Any] | None,
+) -> dict[str, Any]:
+    averaged = {} if trainer.ema is None else trainer.ema.checkpoint_entries(model)
+    return {
+        "model_state": model.state_dict(),
+        **averaged,
+        "spec": spec.to_dict(),
+        "config": cfg.model_dump(mode="json"),
+        "model_kwargs": dict(model_kwargs or {}),
+        "epoch": run.epoch,
+        "best_metric": run.best_metric,
+        "optimizer_state": trainer.optimizer.state_dict(),
+        "scheduler_state": trainer.scheduler.state_dict(),
+        "rng": capture_rng(),
+        "early_stopping": {
+            "best_epoch": run.best_epoch,
+            "since_best": run.since_best,
+            "finished": run.finished,
+        },
+        "history": run.history,
+    }
+
+
+def _train_epoch(
+    model: nn.Module, train_ds: ImageDataset, trainer: _Trainer, cfg: TrainConfig, epoch: int, bar: Progress
+) -> tuple[TaskID, float, int]:
+    """One pass over the training data; returns the bar's task, the summed loss and the images seen."""
+    model.train()
+    train_ds.set_epoch(epoch)
+    gen = getattr(trainer.sampler, "generator", None)
+    if gen is not None:
+        gen.manual_seed(_epoch_seed(cfg.seed, epoch))
+    task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=trainer.steps_per_epoch, info="")
+    distill = cfg.distill
+    loss_sum, seen = 0.0, 0
+    for x, y in trainer.loader:
+        trainer.optimizer.zero_grad(set_to_none=True)
+        x = x.contiguous(memory_format=trainer.fmt)
+        out = model(x)
+        loss = trainer.criterion(out, y)
+        if distill is not None and trainer.teachers:
+            soft = _teacher_probs(trainer.teachers, x, distill.temperature)
+            loss = distillation_loss(out, soft, loss, distill.alpha, distill.temperature)
+        loss.backward()
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+        if trainer.ema is not None:
+            trainer.ema.update(model)
+        loss_sum += loss.detach().item() * len(y)
+        seen += len(y)
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        bar.update(task, advance=1, info=f"loss {loss_sum / seen:.4f} lr {lr:.2e}")
+    return task, loss_sum, seen
+
+
+def _validate(
+    model: nn.Module, val_ds: ImageDataset, cfg: TrainConfig, num_classes: int, channels_last: bool
+) -> dict[str, float]:
+    """Validation loss, macro-F1 and accuracy of ``model``."""
+    logits = predict_logits(model, val_ds, batch_size=max(cfg.batch_size, 64), channels_last=channels_last)
+    y_val = val_ds.labels
+    pred = logits.argmax(axis=1)
+    return {
+        "val_loss": float(nn.CrossEntropyLoss()(torch.from_numpy(logits), torch.from_numpy(y_val))),
+        "val_macro_f1": macro_f1(y_val, pred, num_classes),
+        "val_accuracy": accuracy(y_val, pred),
+    }
+
+
+def _epoch(
+    model: nn.Module,
+    train_ds: ImageDataset,
+    val_ds: ImageDataset,
+    trainer: _Trainer,
+    cfg: TrainConfig,
+    epoch: int,
+    bar: Progress,
+    *,
+    num_classes: int,
+    channels_last: bool,
+) -> tuple[TaskID, dict[str, float]]:
+    """Train one epoch and validate (the weight average when there is one); the epoch's metrics."""
+    t0 = time.perf_counter()
+    task, loss_sum, seen = _train_epoch(model, train_ds, trainer, cfg, epoch, bar)
+    train_seconds = time.perf_counter() - t0
+    evaluated = trainer.ema.module if trainer.ema is not None else model
+    val = _validate(evaluated, val_ds, cfg, num_classes, channels_last)
+    return task, {
+        "train_loss": loss_sum / max(1, seen),
+        **val,
+        "lr": float(trainer.optimizer.param_groups[0]["lr"]),
+        "epoch_seconds": time.perf_counter() - t0,
+        "train_images_per_s": seen / max(train_seconds, 1e-9),
+    }
+
+
+def _select(run: _RunState, metrics: dict[str, float], cfg: TrainConfig) -> bool:
+    """Count the finished epoch, update the best score and early stopping; True when it improved."""
+    run.epoch += 1
+    # a score, higher is better: macro-F1, or minus the loss
+    score = metrics["val_macro_f1"] if cfg.select_on == "macro_f1" else -metrics["val_loss"]
+    improved = score > run.best_metric
+    if improved:
+        run.best_metric, run.best_epoch, run.since_best = score, run.epoch, 0
+    else:
+        run.since_best += 1
+    run.stopped_early = run.since_best >= cfg.patience and run.epoch < cfg.epochs
+    run.finished = run.stopped_early or run.epoch >= cfg.epochs
+    run.history.append({"epoch": float(run.epoch), **metrics})
+    return improved
+
+
+def _report_epoch(
+    bar: Progress, task: TaskID, run: _RunState, metrics: dict[str, float], improved: bool, cfg: TrainConfig
+) -> None:
+    bar.update(
+        task,
+        info=(
+            f"loss {metrics['train_loss']:.4f} val_loss {metrics['val_loss']:.4f} "
+            f"val_f1 {metrics['val_macro_f1']:.4f} val_acc {metrics['val_accuracy']:.4f}"
+            + (" [green]best" if improved else "")
+        ),
+    )
+    logger.info(
+        "epoch %d/%d: train_loss %.4f val_loss %.4f val_macro_f1 %.4f val_acc %.4f (%.0f img/s)",
+        run.epoch,
+        cfg.epochs,
+        metrics["train_loss"],
+        metrics["val_loss"],
+        metrics["val_macro_f1"],
+        metrics["val_accuracy"],
+        metrics["train_images_per_s"],
+    )
+    if run.stopped_early:
+        logger.info(
+            "early stopping: no validation %s gain for %d epoch(s); best epoch %d",
+            cfg.select_on,
+            run.since_best,
+            run.best_epoch,
+        )
 
 
 def fit(
@@ -322,174 +565,40 @@ def fit(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out_dir / LAST, out_dir / BEST
-    num_classes = spec.num_classes
     torch.set_num_threads(cfg.num_threads)
-    fmt = _memory_format(channels_last)
-    model.to(memory_format=fmt)
-
-    sampler = _train_sampler(train_ds, cfg, num_classes)
-    drop_last = len(train_ds) > cfg.batch_size  # avoid a 1-sample batch in BatchNorm
-    loader = DataLoader(
-        train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last, num_workers=0
+    trainer = _build_trainer(
+        model,
+        train_ds,
+        cfg,
+        spec,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        channels_last=channels_last,
+        teachers=teachers,
     )
-    steps_per_epoch = max(1, len(loader))
-
-    weight = None
-    if not cfg.balanced_sampling and cfg.class_weighting != "none":
-        weight = torch.as_tensor(class_weights(train_ds.labels, num_classes, cfg.class_weighting))
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-    val_criterion = nn.CrossEntropyLoss()
-
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    scheduler = make_scheduler(
-        optimizer, schedule, cfg.epochs * steps_per_epoch, round(warmup_epochs * steps_per_epoch), cfg.lr
-    )
-
-    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    distill = cfg.distill
-    if distill is not None and teachers is None:
-        teachers = load_teachers(distill.teachers, spec)
-    for t in teachers or ():
-        t.to(memory_format=fmt)
-
-    start_epoch, best_metric, best_epoch, since_best = 0, -math.inf, 0, 0
-    history: list[dict[str, float]] = []
-    resumed_epochs = 0
-    finished = False
-    if resume:
-        if not last_path.is_file():
-            raise FileNotFoundError(f"nothing to resume: {last_path} does not exist")
-        state = load_checkpoint(last_path)
-        # with a weight average, model_state is the average and train_state the trained weights
-        model.load_state_dict(state.get("train_state", state["model_state"]))
-        if ema is not None:
-            ema.load_state_dict(state)
-        optimizer.load_state_dict(state["optimizer_state"])
-        scheduler.load_state_dict(state["scheduler_state"])
-        restore_rng(state["rng"])
-        start_epoch = int(state["epoch"])
-        best_metric = float(state["best_metric"])
-        es = state.get("early_stopping", {})
-        best_epoch, since_best = int(es.get("best_epoch", 0)), int(es.get("since_best", 0))
-        finished = bool(es.get("finished", False))
-        history = list(state.get("history", []))
-        resumed_epochs = len(history)
-        logger.info(
-            "resuming from %s after epoch %d (best %s score %.4f)",
-            last_path,
-            start_epoch,
-            cfg.select_on,
-            best_metric,
-        )
-
-    def checkpoint(epoch: int, done: bool) -> dict[str, Any]:
-        averaged = {} if ema is None else ema.checkpoint_entries(model)
-        return {
-            "model_state": model.state_dict(),
-            **averaged,
-            "spec": spec.to_dict(),
-            "config": cfg.model_dump(mode="json"),
-            "model_kwargs": dict(model_kwargs or {}),
-            "epoch": epoch,
-            "best_metric": best_metric,
-            "optimizer_state": optimizer.state_dict(),
-            "scheduler_state": scheduler.state_dict(),
-            "rng": capture_rng(),
-            "early_stopping": {"best_epoch": best_epoch, "since_best": since_best, "finished": done},
-            "history": history,
-        }
-
-    epoch = start_epoch
-    stopped_early = finished and start_epoch < cfg.epochs
+    run = _resume(last_path, model, trainer, cfg) if resume else _RunState()
     try:
         with _progress(progress) as bar:
-            while epoch < cfg.epochs and not finished:
-                model.train()
-                train_ds.set_epoch(epoch)
-                gen = getattr(sampler, "generator", None)
-                if gen is not None:
-                    gen.manual_seed(_epoch_seed(cfg.seed, epoch))
-                task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, info="")
-                t0 = time.perf_counter()
-                loss_sum, seen = 0.0, 0
-                for x, y in loader:
-                    optimizer.zero_grad(set_to_none=True)
-                    x = x.contiguous(memory_format=fmt)
-                    out = model(x)
-                    loss = criterion(out, y)
-                    if distill is not None and teachers:
-                        soft = _teacher_probs(teachers, x, distill.temperature)
-                        loss = distillation_loss(out, soft, loss, distill.alpha, distill.temperature)
-                    loss.backward()
-                    optimizer.step()
-                    scheduler.step()
-                    if ema is not None:
-                        ema.update(model)
-                    loss_sum += loss.detach().item() * len(y)
-                    seen += len(y)
-                    lr = optimizer.param_groups[0]["lr"]
-                    bar.update(task, advance=1, info=f"loss {loss_sum / seen:.4f} lr {lr:.2e}")
-                train_seconds = time.perf_counter() - t0
-                logits = predict_logits(
-                    model if ema is None else ema.module,
+            while run.epoch < cfg.epochs and not run.finished:
+                task, metrics = _epoch(
+                    model,
+                    train_ds,
                     val_ds,
-                    batch_size=max(cfg.batch_size, 64),
+                    trainer,
+                    cfg,
+                    run.epoch,
+                    bar,
+                    num_classes=spec.num_classes,
                     channels_last=channels_last,
                 )
-                y_val = val_ds.labels
-                pred = logits.argmax(axis=1)
-                val_loss = float(val_criterion(torch.from_numpy(logits), torch.from_numpy(y_val)))
-                metrics = {
-                    "train_loss": loss_sum / max(1, seen),
-                    "val_loss": val_loss,
-                    "val_macro_f1": macro_f1(y_val, pred, num_classes),
-                    "val_accuracy": accuracy(y_val, pred),
-                    "lr": float(optimizer.param_groups[0]["lr"]),
-                    "epoch_seconds": time.perf_counter() - t0,
-                    "train_images_per_s": seen / max(train_seconds, 1e-9),
-                }
-                epoch += 1
-                # a score, higher is better: macro-F1, or minus the loss
-                score = metrics["val_macro_f1"] if cfg.select_on == "macro_f1" else -val_loss
-                improved = score > best_metric
-                if improved:
-                    best_metric, best_epoch, since_best = score, epoch, 0
-                else:
-                    since_best += 1
-                stopped_early = since_best >= cfg.patience and epoch < cfg.epochs
-                finished = stopped_early or epoch >= cfg.epochs
-                history.append({"epoch": float(epoch), **metrics})
-                state = checkpoint(epoch, finished)
+                improved = _select(run, metrics, cfg)
+                state = _checkpoint(model, trainer, run, spec=spec, cfg=cfg, model_kwargs=model_kwargs)
                 save_checkpoint(last_path, state)
                 if improved:
                     save_checkpoint(best_path, state)
-                bar.update(
-                    task,
-                    info=(
-                        f"loss {metrics['train_loss']:.4f} val_loss {val_loss:.4f} "
-                        f"val_f1 {metrics['val_macro_f1']:.4f} val_acc {metrics['val_accuracy']:.4f}"
-                        + (" [green]best" if improved else "")
-                    ),
-                )
-                logger.info(
-                    "epoch %d/%d: train_loss %.4f val_loss %.4f val_macro_f1 %.4f val_acc %.4f (%.0f img/s)",
-                    epoch,
-                    cfg.epochs,
-                    metrics["train_loss"],
-                    val_loss,
-                    metrics["val_macro_f1"],
-                    metrics["val_accuracy"],
-                    metrics["train_images_per_s"],
-                )
+                _report_epoch(bar, task, run, metrics, improved, cfg)
                 if on_epoch_end is not None:
-                    on_epoch_end(epoch, metrics)
-                if stopped_early:
-                    logger.info(
-                        "early stopping: no validation %s gain for %d epoch(s); best epoch %d",
-                        cfg.select_on,
-                        since_best,
-                        best_epoch,
-                    )
+                    on_epoch_end(run.epoch, metrics)
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt:
@@ -500,10 +609,10 @@ def fit(
     return FitResult(
         best_path=best_path,
         last_path=last_path,
-        best_epoch=best_epoch,
-        best_metric=best_metric,
-        epochs_run=epoch,
-        stopped_early=stopped_early,
-        history=history,
-        resumed_epochs=resumed_epochs,
+        best_epoch=run.best_epoch,
+        best_metric=run.best_metric,
+        epochs_run=run.epoch,
+        stopped_early=run.stopped_early,
+        history=run.history,
+        resumed_epochs=run.resumed_epochs,
     )
