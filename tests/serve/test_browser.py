@@ -105,6 +105,8 @@ def test_upload_a_face_photo_shows_boxes_and_labels(page: object, face_photo: by
         label in ("with_mask", "without_mask", "mask_weared_incorrect", "uncertain") for label in labels
     )
     assert card.get_attribute("data-faces") == "2"
+    for li in card.locator(".face-list li[data-label=uncertain]").all():
+        assert "%" not in li.inner_text()  # the reason, not the guess's confidence
     # boxes are drawn: the canvas has pixels of a class colour that the photo does not have
     drawn = card.locator("canvas").evaluate(
         """c => {
@@ -206,3 +208,81 @@ def test_pages_load_nothing_from_another_host(page: object, server: str, path: s
     assert failed == []
     assert [e for e in console_errors if "404" in e or "Failed to load" in e] == []
     page.screenshot(path=str(ARTIFACTS / f"page{path.replace('/', '-') or '-index'}.png"))
+
+
+def test_face_tags_stay_inside_the_image_and_apart(page: object) -> None:
+    """Crowded faces at the edges: every tag fits the canvas, none covers another, uncertain says why."""
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    page.goto("/")
+    tags = page.evaluate(
+        """() => {
+            const c = document.createElement('canvas');
+            c.width = 332; c.height = 250;
+            const faces = [
+              {box: [300, 2, 330, 30], label: 'without_mask', confidence: 0.99},     // top-right corner
+              {box: [290, 20, 325, 55], label: 'with_mask', confidence: 0.91},       // just below it
+              {box: [0, 100, 40, 140], label: 'mask_weared_incorrect', confidence: 0.7},
+              {box: [10, 104, 50, 144], label: 'uncertain', confidence: 0.98,
+               uncertain_reason: 'too dark (brightness 20 < 35)'},                  // overlaps the one before
+              {box: [120, 200, 160, 249], label: 'with_mask', confidence: 0.88},     // bottom edge
+            ];
+            return MaskOps.drawFaces(c.getContext('2d'), faces, 1);
+        }"""
+    )
+    assert len(tags) == 5
+    for t in tags:
+        assert t["x"] >= 0 and t["x"] + t["w"] <= 332 + 1e-6, t
+        assert t["y"] >= 0 and t["y"] + t["h"] <= 250 + 1e-6, t
+    for i, a in enumerate(tags):
+        for b in tags[i + 1 :]:
+            apart = (
+                a["x"] + a["w"] <= b["x"]
+                or b["x"] + b["w"] <= a["x"]
+                or a["y"] + a["h"] <= b["y"]
+                or b["y"] + b["h"] <= a["y"]
+            )
+            assert apart, (a, b)
+    texts = {t["text"] for t in tags}
+    assert "uncertain: too dark" in texts
+    assert not any(t.startswith("uncertain") and "%" in t for t in texts)
+
+
+@pytest.mark.parametrize("width", [390, 320])  # at 320 px the button wraps onto its own line
+def test_choose_files_button_leaves_the_drop_text_readable_on_a_phone(page: object, width: int) -> None:
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    page.set_viewport_size({"width": width, "height": 844})
+    page.goto("/")
+    rects = page.evaluate(
+        """() => {
+            const r = (el) => { const b = el.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; };
+            const drop = document.getElementById('drop');
+            const button = drop.querySelector('.button');
+            // the drop text, line by line (a Range gives one rectangle per line box)
+            const texts = [];
+            for (const p of drop.querySelectorAll('p')) {
+              for (const node of p.childNodes) {
+                if (node === button) continue;
+                const range = document.createRange();
+                range.selectNodeContents(node);
+                for (const b of range.getClientRects()) texts.push([b.left, b.top, b.right, b.bottom]);
+              }
+            }
+            return {button: r(button), texts, drop: r(drop)};
+        }"""
+    )
+    bx1, by1, bx2, by2 = rects["button"]
+    dx1, _, dx2, _ = rects["drop"]
+    assert dx1 <= bx1 and bx2 <= dx2
+    for x1, y1, x2, y2 in rects["texts"]:
+        if x2 - x1 < 1 or y2 - y1 < 1:
+            continue
+        assert bx2 <= x1 or x2 <= bx1 or by2 <= y1 or y2 <= by1, (
+            "button covers text",
+            rects["button"],
+            (x1, y1, x2, y2),
+        )
+    page.screenshot(path=str(ARTIFACTS / f"upload-{width}px.png"))

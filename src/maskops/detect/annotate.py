@@ -19,13 +19,48 @@ DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {
 _PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148)]
 
 
+Rect = tuple[int, int, int, int]  # x, y, w, h
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def place_tag(box: Sequence[int], w: int, h: int, width: int, height: int, placed: Sequence[Rect]) -> Rect:
+    """Where a ``w`` x ``h`` tag goes for ``box``: above it, else below, else inside its top edge.
+
+    The tag always lies inside the ``width`` x ``height`` image and clear of the tags ``placed``
+    before it (moved down, then up, a tag height at a time, until it is); only when there is no
+    room left does it overlap one. The web app's ``drawFaces`` places its tags the same way.
+    """
+    x1, y1, _, y2 = box
+    x = max(0, min(x1, width - w))
+
+    def fits(y: int) -> bool:
+        return y >= 0 and y + h <= height
+
+    def free(r: Rect) -> bool:
+        return not any(_overlaps(r, p) for p in placed)
+
+    candidates = [y for y in (y1 - h, y2, y1) if fits(y)] or [max(0, min(y1, height - h))]
+    for y in candidates:
+        if free((x, y, w, h)):
+            return x, y, w, h
+    start = candidates[0]
+    for step in range(1, height // max(h, 1) + 1):
+        for y in (start + step * h, start - step * h):
+            if fits(y) and free((x, y, w, h)):
+                return x, y, w, h
+    return x, start, w, h
+
+
 class BoxAnnotator:
-    """Draws each detection's box and a ``label confidence`` tag; returns a new image.
+    """Draws each detection's box and a tag: ``label confidence``, or ``uncertain: reason``.
 
     Args:
         class_names: names in class-id order; class id -1 is drawn as ``uncertain``.
         colors: optional per-name BGR colours (defaults cover the face-mask classes).
-        show_track_id: prefix labels with ``#id`` when the detections carry track ids.
+        show_track_id: prefix tags with ``#id`` when the detections carry track ids.
     """
 
     def __init__(
@@ -46,27 +81,47 @@ class BoxAnnotator:
         name = self.label(class_id)
         return self.colors.get(name, _PALETTE[class_id % len(_PALETTE)])
 
-    def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
-        """Return a copy of ``scene`` (BGR uint8) with the detections drawn on it."""
+    def text(self, class_id: int, confidence: float, reason: str | None = None) -> str:
+        """A face's tag: class and confidence, or for an uncertain face why (its guess's confidence
+        would read as certainty)."""
+        name = self.label(class_id)
+        if name == "uncertain":
+            short = (reason or "").split(" (")[0]
+            return f"uncertain: {short}" if short else "uncertain"
+        return f"{name} {confidence:.2f}"
+
+    def annotate(
+        self, scene: np.ndarray, detections: Detections, reasons: Sequence[str | None] | None = None
+    ) -> np.ndarray:
+        """Return a copy of ``scene`` (BGR uint8) with the detections drawn on it.
+
+        Boxes are drawn first and tags on top, each inside the image and clear of the others.
+        ``reasons`` (per detection, as ``FaceResult.reasons``) is shown on uncertain faces.
+        """
         out = scene.copy() if scene.ndim == 3 else cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR)
         h, w = out.shape[:2]
         thickness = max(1, round(min(h, w) / 320))
         font_scale = max(0.35, min(h, w) / 1200)
-        for i in range(len(detections)):
-            x1, y1, x2, y2 = np.rint(detections.xyxy[i]).astype(int).tolist()
-            cid = int(detections.class_id[i])
-            color = self.color(cid)
+        boxes = np.rint(detections.xyxy).astype(int).tolist() if len(detections) else []
+        for i, (x1, y1, x2, y2) in enumerate(boxes):
+            color = self.color(int(detections.class_id[i]))
             cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_8)
-            text = f"{self.label(cid)} {float(detections.confidence[i]):.2f}"
+        placed: list[Rect] = []
+        # top-to-bottom, left-to-right: the tags of a row of faces settle in reading order
+        for i in sorted(range(len(boxes)), key=lambda k: (boxes[k][1], boxes[k][0])):
+            cid = int(detections.class_id[i])
+            text = self.text(cid, float(detections.confidence[i]), reasons[i] if reasons else None)
             if self.show_track_id and detections.track_id is not None:
                 text = f"#{int(detections.track_id[i])} {text}"
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-            ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(h - 1, y2 + th + base + 2)
-            cv2.rectangle(out, (x1, ty - th - base), (min(w - 1, x1 + tw + 2), ty + 1), color, -1)
+            tag = place_tag(boxes[i], min(w, tw + 4), th + base + 4, w, h, placed)
+            placed.append(tag)
+            x, y, tag_w, tag_h = tag
+            cv2.rectangle(out, (x, y), (x + tag_w - 1, y + tag_h - 1), self.color(cid), -1)
             cv2.putText(
                 out,
                 text,
-                (x1 + 1, ty - base + 1),
+                (x + 2, y + tag_h - base - 2),
                 cv2.FONT_HERSHEY_SIMPLEX,
                 font_scale,
                 (255, 255, 255),

@@ -237,7 +237,7 @@ class BatchDetector:
             t1 = time.perf_counter()
             target = self.out_dir / job.output
             target.parent.mkdir(parents=True, exist_ok=True)
-            drawn = self.annotator.annotate(image, result.detections)
+            drawn = self.annotator.annotate(image, result.detections, result.reasons)
             params = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]
             if not cv2.imwrite(str(target), drawn, params if target.suffix.lower() != ".png" else []):
                 record.error = f"could not write the annotated image to {target}"

@@ -429,7 +429,9 @@ class MaskService:
         annotated = None
         if opts.annotated:
             t0 = time.perf_counter()
-            annotated = _encode_jpeg(BoxAnnotator(names).annotate(img.image, result.detections))
+            annotated = _encode_jpeg(
+                BoxAnnotator(names).annotate(img.image, result.detections, result.reasons)
+            )
             timings["annotate"] = (time.perf_counter() - t0) * 1000.0
         timings = {k: round(v, 2) for k, v in timings.items()}
         if count:

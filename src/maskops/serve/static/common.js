@@ -36,26 +36,72 @@ const MaskOps = (() => {
     return COLORS[label] || "#1f77b4";
   }
 
-  // Draw faces on a 2D context; scale maps image pixels to canvas pixels.
-  function drawFaces(ctx, faces, scale) {
-    const lw = Math.max(2, Math.round(ctx.canvas.width / 300));
-    ctx.lineWidth = lw;
-    ctx.font = `${Math.max(12, Math.round(ctx.canvas.width / 45))}px system-ui, sans-serif`;
-    ctx.textBaseline = "bottom";
-    for (const f of faces) {
-      const [x1, y1, x2, y2] = f.box.map((v) => v * scale);
-      const c = color(f.label);
-      ctx.strokeStyle = c;
-      ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-      const text = `${f.label} ${(f.confidence * 100).toFixed(0)}%`;
-      const tw = ctx.measureText(text).width + 6;
-      const th = parseInt(ctx.font, 10) + 4;
-      const ty = y1 - th >= 0 ? y1 : y2 + th;
-      ctx.fillStyle = c;
-      ctx.fillRect(x1 - lw / 2, ty - th, tw, th);
-      ctx.fillStyle = "#fff";
-      ctx.fillText(text, x1 + 3 - lw / 2, ty - 2);
+  // The text of a face's tag: the class and its confidence, or for an uncertain face why it is
+  // uncertain (its guess's confidence would read as certainty).
+  function faceText(f) {
+    if (f.label === "uncertain") {
+      const reason = (f.uncertain_reason || "").split(" (")[0];
+      return reason ? `uncertain: ${reason}` : "uncertain";
     }
+    return `${f.label} ${(f.confidence * 100).toFixed(0)}%`;
+  }
+
+  function overlaps(a, b) {
+    return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  }
+
+  // Where a w x h tag goes for a box: above it, else below, else inside its top; always inside
+  // the canvas, and clear of the tags already placed (moved down, then up, until it is).
+  function placeTag(box, w, h, width, height, placed) {
+    const [x1, y1, x2, y2] = box;
+    const x = Math.max(0, Math.min(x1, width - w));
+    const fits = (y) => y >= 0 && y + h <= height;
+    const free = (r) => !placed.some((p) => overlaps(r, p));
+    const candidates = [y1 - h, y2, y1].filter(fits);
+    if (!candidates.length) candidates.push(Math.max(0, Math.min(y1, height - h)));
+    for (const y of candidates) {
+      const r = { x, y, w, h };
+      if (free(r)) return r;
+    }
+    const start = candidates[0];
+    for (let step = 1; step * h <= height; step++) {
+      for (const y of [start + step * h, start - step * h]) {
+        const r = { x, y, w, h };
+        if (fits(y) && free(r)) return r;
+      }
+    }
+    return { x, y: start, w, h }; // more tags than room: overlap rather than leave one out
+  }
+
+  // Draw faces on a 2D context; scale maps image pixels to canvas pixels. Returns the tags as
+  // drawn ({text, x, y, w, h}), boxes first and tags on top so no box line crosses a tag.
+  function drawFaces(ctx, faces, scale) {
+    const { width, height } = ctx.canvas;
+    const lw = Math.max(2, Math.round(width / 300));
+    ctx.lineWidth = lw;
+    ctx.font = `${Math.max(12, Math.round(width / 45))}px system-ui, sans-serif`;
+    ctx.textBaseline = "bottom";
+    const boxes = faces.map((f) => f.box.map((v) => v * scale));
+    faces.forEach((f, i) => {
+      const [x1, y1, x2, y2] = boxes[i];
+      ctx.strokeStyle = color(f.label);
+      ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    });
+    const th = parseInt(ctx.font, 10) + 4;
+    const tags = [];
+    // top-to-bottom, left-to-right: the tags of a row of faces settle in reading order
+    const order = faces.map((_, i) => i).sort((a, b) => boxes[a][1] - boxes[b][1] || boxes[a][0] - boxes[b][0]);
+    for (const i of order) {
+      const text = faceText(faces[i]);
+      const tw = Math.min(width, ctx.measureText(text).width + 6);
+      const r = placeTag(boxes[i], tw, th, width, height, tags);
+      ctx.fillStyle = color(faces[i].label);
+      ctx.fillRect(r.x, r.y, r.w, r.h);
+      ctx.fillStyle = "#fff";
+      ctx.fillText(text, r.x + 3, r.y + r.h - 2, r.w - 6);
+      tags.push({ text, ...r });
+    }
+    return tags;
   }
 
   function chips(el, counts) {
@@ -82,5 +128,5 @@ const MaskOps = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", setupKeyField);
-  return { apiKey, headers, errorText, color, drawFaces, chips };
+  return { apiKey, headers, errorText, color, faceText, drawFaces, chips };
 })();

@@ -63,6 +63,13 @@
     });
   }
 
+  // "with_mask — 97.1%"; an uncertain face gives its reason instead of its guess's confidence
+  function describe(f) {
+    return f.label === "uncertain"
+      ? `uncertain — ${f.uncertain_reason || "no reason given"}`
+      : `${f.label} — ${(f.confidence * 100).toFixed(1)}%`;
+  }
+
   function show(view, file, img, body) {
     const canvas = document.createElement("canvas");
     const scale = Math.min(1, 900 / img.naturalWidth);
@@ -72,15 +79,14 @@
     ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
     // the server decodes with EXIF orientation; scale by its size so the boxes line up
     const s = canvas.width / body.image.width;
-    MaskOps.drawFaces(ctx, body.faces, s);
+    const tags = MaskOps.drawFaces(ctx, body.faces, s);
+    canvas.dataset.tags = JSON.stringify(tags);
     canvas.addEventListener("mousemove", (ev) => {
       const r = canvas.getBoundingClientRect();
       const x = ((ev.clientX - r.left) * canvas.width) / r.width / s;
       const y = ((ev.clientY - r.top) * canvas.height) / r.height / s;
       const hit = body.faces.find((f) => x >= f.box[0] && x <= f.box[2] && y >= f.box[1] && y <= f.box[3]);
-      canvas.title = hit
-        ? `${hit.label}: ${(hit.confidence * 100).toFixed(1)}%` + (hit.uncertain_reason ? ` (${hit.uncertain_reason})` : "")
-        : "";
+      canvas.title = hit ? describe(hit) : "";
     });
     const counts = document.createElement("div");
     counts.className = "counts";
@@ -90,7 +96,7 @@
     for (const f of body.faces) {
       const li = document.createElement("li");
       li.dataset.label = f.label;
-      li.textContent = `${f.label} — ${(f.confidence * 100).toFixed(1)}%` + (f.uncertain_reason ? ` (${f.uncertain_reason})` : "");
+      li.textContent = describe(f);
       li.style.color = MaskOps.color(f.label);
       list.append(li);
     }
