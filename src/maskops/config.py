@@ -177,8 +177,9 @@ class DistillConfig(BaseModel):
 
     teachers: list[str] = Field(
         min_length=1,
-        description="checkpoints (best.pt of maskops runs of the same task and input size); their "
-        "probabilities at the distillation temperature are averaged",
+        description="maskops runs of the same task: run names under <work_dir>/runs/<task>/ (their "
+        "best.pt; e.g. pad224) or absolute checkpoint paths; their probabilities at the distillation "
+        "temperature are averaged",
     )
     alpha: float = Field(
         default=0.5,
@@ -288,26 +289,72 @@ def list_tasks(settings: Settings | None = None) -> list[str]:
     return sorted(p.stem for p in (settings.config_dir / "tasks").glob("*.yaml"))
 
 
-def load_task(name_or_path: str | Path, settings: Settings | None = None) -> TaskConfig:
-    """Load a task config by name (``configs/tasks/<name>.yaml``) or by path.
+# key of a task file naming the task it layers on (``extends: facemask`` or a path to a task yaml)
+EXTENDS_KEY = "extends"
 
-    Raises:
-        ValueError: unknown task (the message lists the known ones) or an invalid file.
-    """
-    settings = settings or Settings()
+
+def merge_layers(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` laid on ``base``: mappings merge key by key, any other value (a list too) replaces
+    the base's, and ``null`` removes the key, so the field is back to its default."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_layers(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _task_file(name_or_path: str | Path, settings: Settings, relative_to: Path | None = None) -> Path:
     path = Path(name_or_path)
     if not path.suffix:
-        path = settings.config_dir / "tasks" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ValueError(
-            f"unknown task {str(name_or_path)!r}; known tasks: {', '.join(list_tasks(settings)) or 'none'}"
-        )
+        return settings.config_dir / "tasks" / f"{name_or_path}.yaml"
+    return relative_to / path if relative_to is not None and not path.is_absolute() else path
+
+
+def _task_data(path: Path, settings: Settings, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The task file's mapping, laid on the task it ``extends`` (recursively)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
+    parent = data.pop(EXTENDS_KEY, None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ValueError(
+            f"{path}: {EXTENDS_KEY} must be a task name or a path to a task yaml, got {parent!r}"
+        )
+    parent_path = _task_file(parent, settings, relative_to=path.parent)
+    if parent_path.resolve() in {p.resolve() for p in (*chain, path)}:
+        raise ValueError(f"{path}: {EXTENDS_KEY} {parent!r} makes a cycle ({parent_path})")
+    if not parent_path.is_file():
+        raise ValueError(f"{path}: {EXTENDS_KEY} {parent!r}: no task file at {parent_path}")
+    return merge_layers(_task_data(parent_path, settings, (*chain, path)), data)
+
+
+def load_task(name_or_path: str | Path, settings: Settings | None = None) -> TaskConfig:
+    """Load a task config by name (``configs/tasks/<name>.yaml``) or by path.
+
+    A task file may layer on another with ``extends: <task name or path>`` (a path is relative to the
+    file) and give only what differs: see ``merge_layers`` (mappings merge, lists and values replace,
+    ``null`` restores a field's default).
+
+    Raises:
+        ValueError: unknown task (the message lists the known ones), an invalid file, or an
+            ``extends`` that names no file or makes a cycle.
+    """
+    settings = settings or Settings()
+    path = _task_file(name_or_path, settings)
+    if not path.is_file():
+        raise ValueError(
+            f"unknown task {str(name_or_path)!r}; known tasks: {', '.join(list_tasks(settings)) or 'none'}"
+        )
+    data = _task_data(path, settings)
     try:
         return TaskConfig.model_validate(data)
     except ValidationError as exc:

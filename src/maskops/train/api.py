@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from maskops.evaluate.plots import plot_confusion_matrix, plot_reliability
 from maskops.models import create_model, model_options
 from maskops.numeric import softmax
 from maskops.provenance import git_commit
-from maskops.train.checkpoint import load_checkpoint, save_checkpoint
+from maskops.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from maskops.train.data import default_manifest_path, read_rows, rows_hash, split_rows
 from maskops.train.loop import (
     FitResult,
@@ -165,6 +165,35 @@ def _model_card(task: TaskConfig, cfg: TrainConfig, manifest_hash: str) -> Model
         manifest_hash=manifest_hash,
         git_commit=git_commit(),
     )
+
+
+def resolve_teachers(teachers: Sequence[str], settings: Settings, task: str) -> list[Path]:
+    """Checkpoint paths of distillation teachers.
+
+    An absolute path is used as it is. Any other entry names a run, or a file in it, under
+    ``<work_dir>/runs/<task>/`` (``pad224`` is ``<work_dir>/runs/<task>/pad224/best.pt``), so configs
+    do not depend on where the runs of one machine live.
+
+    Raises:
+        CheckpointError: a named run or file does not exist (the message gives the path looked at).
+    """
+    runs = settings.work_dir / "runs" / task
+    out = []
+    for entry in teachers:
+        path = Path(entry)
+        if path.is_absolute():
+            out.append(path)
+            continue
+        path = runs / path
+        if path.is_dir():
+            path = path / "best.pt"
+        if not path.is_file():
+            raise CheckpointError(
+                f"distill teacher {entry!r}: no checkpoint at {path} (a teacher is a run name under "
+                f"{runs}/ or an absolute path to a best.pt); train that run first"
+            )
+        out.append(path)
+    return out
 
 
 def _write_config(
@@ -382,7 +411,9 @@ def train_task(
         raise FileNotFoundError(f"nothing to resume: {out_dir / 'last.pt'} does not exist")
     spec = _model_card(task, cfg, data.manifest_hash)
     # before the slow decoding: a bad teacher fails fast
-    teachers = load_teachers(cfg.distill.teachers, spec) if cfg.distill is not None else None
+    teachers = None
+    if cfg.distill is not None:
+        teachers = load_teachers(resolve_teachers(cfg.distill.teachers, settings, task.name), spec)
     resolved = _write_config(out_dir, task, cfg, data, augment_cfg)
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.num_threads)
