@@ -122,12 +122,12 @@ def test_pixel_limit_is_checked_from_the_header(make_client: Callable[..., TestC
 def test_decompression_bomb_is_refused_without_decoding(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
 ) -> None:
-    import maskops.serve.images as images
+    import maskops.inference.images as images
 
     def must_not_decode(*_: object, **__: object) -> None:
         raise AssertionError("the decoder was called")
 
-    monkeypatch.setattr(images, "load_image_bytes", must_not_decode)
+    monkeypatch.setattr(images, "decode_raw", must_not_decode)
     r = client.post("/v1/detect", files={"file": ("bomb.png", _png_declaring(*size), "image/png")})
     assert_error(r, 413, "image_too_large")
 

@@ -26,11 +26,12 @@ from typing import Any
 
 import cv2
 
-from maskops.data.images import ImageReadError, load_image, sniff_format, to_bgr
+from maskops.data.images import sniff_format
 from maskops.data.sources import list_files
 from maskops.detect.annotate import BoxAnnotator
 from maskops.detect.detectors import FaceDetector
 from maskops.detect.pipeline import FaceMaskPipeline, FaceResult
+from maskops.inference.images import ImageRejected, load_image_file
 
 logger = logging.getLogger(__name__)
 
@@ -218,12 +219,12 @@ class BatchDetector:
         """Decode, detect, classify and (optionally) write one file; never raises for a bad file."""
         t0 = time.perf_counter()
         try:
-            loaded = load_image(job.path)
-        except ImageReadError as exc:
+            loaded = load_image_file(job.path)
+        except ImageRejected as exc:
             return ImageRecord(job.path, error=exc.reason)
-        image = to_bgr(loaded.image)
+        image = loaded.image
         decode_ms = (time.perf_counter() - t0) * 1000.0
-        h, w = image.shape[:2]
+        h, w = loaded.height, loaded.width
         record = ImageRecord(job.path, width=w, height=h, format=loaded.format, mode=loaded.mode)
         try:
             result = self._thread_pipeline()(image)

@@ -29,7 +29,7 @@ from maskops.detect.annotate import BoxAnnotator
 from maskops.detect.detectors import YUNET_SINGLE, FaceDetector, create_detector
 from maskops.detect.pipeline import FaceMaskPipeline, FaceResult, PipelineConfig
 from maskops.inference.classifier import OnnxClassifier
-from maskops.serve.images import DecodedImage, decode_upload
+from maskops.inference.images import DecodedImage, decode_image
 from maskops.serve.metrics import ServiceMetrics
 from maskops.serve.settings import ServeSettings
 from maskops.types import Detections, ModelSpec
@@ -400,7 +400,7 @@ class MaskService:
     def _decode(self, data: bytes, name: str) -> tuple[DecodedImage, float]:
         t0 = time.perf_counter()
         s = self.settings
-        img = decode_upload(data, name, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+        img = decode_image(data, name, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
         return img, (time.perf_counter() - t0) * 1000.0
 
     def detect_sync(

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from maskops.inference.images import ImageRejected
 from maskops.serve.deps import PredictCaller, ServiceDep
 from maskops.serve.errors import IMAGE_ERRORS, ApiError, ErrorResponse
-from maskops.serve.images import ImageRejected
 from maskops.serve.routes.common import model_ref, request_id, to_api_error
 from maskops.serve.schemas import ClassifyResponse, ImageInfo
 from maskops.serve.service import MaskService, ServiceUnavailable, UnknownModel

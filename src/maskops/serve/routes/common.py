@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from maskops.inference.images import ImageRejected
 from maskops.serve.errors import ApiError, ErrorInfo
-from maskops.serve.images import ImageRejected
 from maskops.serve.schemas import DetectResult, Face, ImageInfo, ModelRef
 from maskops.serve.service import DetectOutcome, LoadedModel, ServiceUnavailable, UnknownModel
+
+# HTTP status of each ImageRejected code
+IMAGE_STATUS = {"image_too_large": 413, "unsupported_media_type": 415, "invalid_image": 422}
 
 
 def to_api_error(exc: Exception) -> ApiError:
@@ -15,7 +18,7 @@ def to_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ImageRejected):
-        return ApiError(exc.status, exc.code, exc.message, exc.details or None)
+        return ApiError(IMAGE_STATUS[exc.code], exc.code, exc.message, exc.details or None)
     if isinstance(exc, ServiceUnavailable):
         status = 504 if exc.code == "timeout" else 503
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None

@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from maskops.inference.images import ImageRejected
 from maskops.serve.deps import PredictCaller, ServiceDep
 from maskops.serve.errors import IMAGE_ERRORS, ApiError
-from maskops.serve.images import ImageRejected
 from maskops.serve.routes.common import detect_result, error_info, model_ref, request_id, to_api_error
 from maskops.serve.schemas import BatchItem, BatchResponse, DetectResponse, DetectResult
 from maskops.serve.service import DetectOptions, DetectOutcome, MaskService, ModelSet, ServiceUnavailable

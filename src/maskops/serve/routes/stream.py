@@ -16,9 +16,9 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from maskops.inference.images import ImageRejected
 from maskops.serve.deps import authenticate
 from maskops.serve.errors import ApiError
-from maskops.serve.images import ImageRejected
 from maskops.serve.routes.common import error_info
 from maskops.serve.service import DetectOptions, MaskService, ServiceUnavailable
 
