@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
-import hashlib
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
+from maskops.data.images import sha256_file
 from maskops.detect.annotate import BoxAnnotator
 from maskops.detect.detectors import YUNET_SINGLE, FaceDetector, create_detector
 from maskops.detect.pipeline import FaceMaskPipeline, FaceResult, PipelineConfig
@@ -106,14 +106,6 @@ class ModelSet:
         return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _clean(message: str, *paths: Path) -> str:
     """A load error without server paths (responses never show them; the log has the full text)."""
     for p in sorted({str(x) for x in paths}, key=len, reverse=True):
@@ -173,7 +165,7 @@ class ModelLoader:
         for name, path in paths.items():
             try:
                 clf = OnnxClassifier(path, num_threads=s.onnx_threads)
-                models[name] = LoadedModel(name, clf, _sha256(path), source, now)
+                models[name] = LoadedModel(name, clf, sha256_file(path), source, now)
                 logger.info("loaded model %s from %s (%s)", name, path, clf.spec.task)
             except Exception as exc:  # ModelLoadError, ValueError from a bad card, OSError
                 logger.error("model %s at %s could not be loaded: %s", name, path, exc)
