@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from maskops.detect.detectors import FaceDetector
-from maskops.detect.pipeline import FaceMaskPipeline, PipelineConfig, face_quality
+from maskops.detect.pipeline import FaceMaskPipeline, PipelineConfig, count_faces, face_quality
 from maskops.inference.classifier import OnnxClassifier
 from maskops.types import Detections
 
@@ -54,6 +54,8 @@ def test_classifies_each_box_and_flags_hard_faces(linear_model: Path) -> None:
     assert set(result.timings_ms) == {"detect", "classify"}
     recs = result.records(pipe.class_names)
     assert recs[1]["label"] == "uncertain" and "uncertain_reason" in recs[1]
+    assert result.records() == recs  # the result knows its class names
+    assert result.counts() == {"with_mask": 1, "without_mask": 0, "mask_weared_incorrect": 0, "uncertain": 2}
     # the rule can be turned off: every face gets its argmax
     off = FaceMaskPipeline(pipe.classifier, FixedBoxes(boxes), PipelineConfig(margin=0.0, uncertain=False))
     assert (off(_scene()).detections.class_id >= 0).all()
@@ -83,6 +85,18 @@ def test_no_face_and_summary(linear_model: Path) -> None:
     assert s["per_class"]["with_mask"] == 1 and s["per_class"]["uncertain"] == 1
     assert s["compliance_rate"] == 1.0
     assert pipe.summary([empty])["compliance_rate"] is None
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        ([], {"a": 0, "b": 0, "uncertain": 0}),
+        ([0, 1, 1, -1], {"a": 1, "b": 2, "uncertain": 1}),
+        ([5], {"a": 0, "b": 0, "uncertain": 1}),  # an id the model does not have is not a class
+    ],
+)
+def test_count_faces(ids: list[int], expected: dict[str, int]) -> None:
+    assert count_faces(ids, ["a", "b"]) == expected
 
 
 def test_face_quality_orders_blur_and_light() -> None:

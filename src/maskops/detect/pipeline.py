@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,9 +54,22 @@ class PipelineConfig:
     batch_size: int = 64
 
 
+def count_faces(class_ids: Iterable[int], class_names: Sequence[str]) -> dict[str, int]:
+    """Faces per class name, plus ``uncertain`` (class id -1); every name is present, zero or not.
+
+    The one count of the product: the API's ``counts``, the batch and ``detect`` summaries and the
+    service's metrics all come from it.
+    """
+    names = list(class_names)
+    counts = {c: 0 for c in [*names, "uncertain"]}
+    for cid in class_ids:
+        counts[names[cid] if 0 <= cid < len(names) else "uncertain"] += 1
+    return counts
+
+
 @dataclass
 class FaceResult:
-    """The faces of one image.
+    """The faces of one image: what the pipeline returns to the API, the CLI and the video loop.
 
     Attributes:
         detections: boxes with ``class_id`` (-1 = uncertain), calibrated ``confidence`` (top
@@ -65,6 +78,7 @@ class FaceResult:
         reasons: per face, why it is uncertain (``None`` when it is not).
         timings_ms: wall time per stage (``detect``, ``classify``).
         image_size: (width, height).
+        class_names: the classifier's class names, in class-id order.
     """
 
     detections: Detections
@@ -72,9 +86,18 @@ class FaceResult:
     reasons: list[str | None]
     timings_ms: dict[str, float]
     image_size: tuple[int, int]
+    class_names: tuple[str, ...] = ()
 
-    def records(self, class_names: Sequence[str]) -> list[dict[str, Any]]:
-        """One JSON-ready dict per face: box, class, confidence, face score, probabilities, reason."""
+    def counts(self) -> dict[str, int]:
+        """Faces per class, plus ``uncertain`` (see ``count_faces``)."""
+        return count_faces(self.detections.class_id.tolist(), self.class_names)
+
+    def records(self, class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One JSON-ready dict per face: box, class, confidence, face score, probabilities, reason.
+
+        ``class_names`` defaults to the result's own.
+        """
+        class_names = self.class_names if class_names is None else class_names
         out = []
         for i, rec in enumerate(self.detections.to_records(list(class_names))):
             rec["probabilities"] = {
@@ -182,6 +205,7 @@ class FaceMaskPipeline:
         t0 = time.perf_counter()
         n = len(faces)
         k = len(self.class_names)
+        names = tuple(self.class_names)
         if n == 0:
             return FaceResult(
                 faces.replace(class_id=np.zeros(0, np.int64), confidence=np.zeros(0, np.float32)),
@@ -189,6 +213,7 @@ class FaceMaskPipeline:
                 [],
                 {"classify": 0.0},
                 (w, h),
+                names,
             )
         crops = self.crops(image, faces)
         probs = self.classifier.predict_proba(crops, batch_size=self.config.batch_size).astype(np.float32)
@@ -212,7 +237,7 @@ class FaceMaskPipeline:
                     class_id[i] = UNCERTAIN
         timings = {"classify": (time.perf_counter() - t0) * 1000.0}
         return FaceResult(
-            faces.replace(class_id=class_id, confidence=confidence), probs, reasons, timings, (w, h)
+            faces.replace(class_id=class_id, confidence=confidence), probs, reasons, timings, (w, h), names
         )
 
     def __call__(self, image_bgr: np.ndarray) -> FaceResult:
@@ -232,10 +257,7 @@ class FaceMaskPipeline:
         ``None`` when no face was decided.
         """
         names = self.class_names
-        counts = {c: 0 for c in [*names, "uncertain"]}
-        for r in results:
-            for cid in r.detections.class_id:
-                counts[names[cid] if cid >= 0 else "uncertain"] += 1
+        counts = count_faces((int(c) for r in results for c in r.detections.class_id), names)
         decided = sum(counts[c] for c in names)
         first = names[0]
         return {

@@ -14,6 +14,7 @@ import contextvars
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -277,13 +278,23 @@ class DetectOptions:
 
 @dataclass
 class DetectOutcome:
+    """One image through the face pipeline: the pipeline's ``FaceResult`` and what the API adds."""
+
     image: DecodedImage
     result: FaceResult
     model: LoadedModel
-    faces: list[dict[str, Any]]
-    counts: dict[str, int]
     timings_ms: dict[str, float]
     annotated_jpeg: str | None = None
+
+    @property
+    def faces(self) -> list[dict[str, Any]]:
+        """The faces as JSON-ready records (``FaceResult.records``)."""
+        return self.result.records()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Faces per class, plus ``uncertain`` (``FaceResult.counts``)."""
+        return self.result.counts()
 
 
 @dataclass
@@ -413,10 +424,6 @@ class MaskService:
         else:
             result = pipe(img.image)
         names = pipe.class_names
-        faces = result.records(names)
-        counts = {c: 0 for c in [*names, "uncertain"]}
-        for rec in faces:
-            counts[rec["label"]] += 1
         timings = {"decode": decode_ms, **result.timings_ms}
         annotated = None
         if opts.annotated:
@@ -427,8 +434,8 @@ class MaskService:
             timings["annotate"] = (time.perf_counter() - t0) * 1000.0
         timings = {k: round(v, 2) for k, v in timings.items()}
         if count:
-            self.metrics.observe_image("ok", (r["label"] for r in faces), timings)
-        return DetectOutcome(img, result, face, faces, counts, timings, annotated)
+            self.metrics.observe_image("ok", Counter(result.counts()).elements(), timings)
+        return DetectOutcome(img, result, face, timings, annotated)
 
     def classify_sync(self, model: LoadedModel, data: bytes, name: str) -> ClassifyOutcome:
         img, decode_ms = self._decode(data, name)
