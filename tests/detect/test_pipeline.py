@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from maskops.detect.detectors import FaceDetector
-from maskops.detect.pipeline import FaceMaskPipeline, PipelineConfig, count_faces, face_quality
+from maskops.detect.pipeline import (
+    FaceMaskPipeline,
+    PipelineConfig,
+    ThreadDetectors,
+    count_faces,
+    detector_factory,
+    face_quality,
+)
 from maskops.inference.classifier import OnnxClassifier
 from maskops.types import Detections
 
@@ -133,3 +140,35 @@ def test_real_photo_with_yunet(linear_model: Path, data_dir: Path) -> None:
         assert result.detections.face_score is not None
         assert result.detections.landmarks is not None
     assert found >= 5  # these photos hold several faces each
+
+
+def test_detector_factory_builds_a_new_configured_detector_each_call() -> None:
+    make = detector_factory(
+        "yunet", face_threshold=0.7, num_threads=2, yunet_path="/x.onnx", options={"top_k": 9}
+    )
+    assert make.keywords == {"model_path": "/x.onnx", "num_threads": 2, "score_threshold": 0.7, "top_k": 9}
+    # YuNet's own options are not given to other detectors
+    assert detector_factory("haar", num_threads=2, yunet_path="/x.onnx").keywords == {}
+
+
+def test_thread_detectors_give_each_thread_its_own() -> None:
+    import threading
+
+    built: list[FixedBoxes] = []
+
+    def make() -> FixedBoxes:
+        built.append(FixedBoxes([]))
+        return built[-1]
+
+    first = FixedBoxes([])
+    pool = ThreadDetectors(make, first=first)
+    seen: list[object] = []
+    assert pool.get() is first and pool.get() is first  # the first thread keeps the given one
+    threads = [threading.Thread(target=lambda: seen.extend([pool.get(), pool.get()])) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 3
+    for i in range(3):
+        assert seen[2 * i] is seen[2 * i + 1] and seen[2 * i] in built

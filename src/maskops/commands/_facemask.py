@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 if TYPE_CHECKING:
-    from maskops.detect.detectors import FaceDetector
+    from maskops.detect.base import FaceDetector
     from maskops.detect.pipeline import FaceMaskPipeline
 
 MODEL_FILE = "facemask.onnx"
@@ -73,8 +73,8 @@ def load_pipeline(
     """
     from rich.markup import escape
 
-    from maskops.detect.detectors import YUNET_SINGLE, DetectorError, create_detector
-    from maskops.detect.pipeline import FaceMaskPipeline, PipelineConfig
+    from maskops.detect.base import DetectorError
+    from maskops.detect.pipeline import FaceMaskPipeline, PipelineConfig, detector_factory
     from maskops.inference.classifier import ModelLoadError, OnnxClassifier
 
     _quiet_opencv()
@@ -86,13 +86,7 @@ def load_pipeline(
             "card facemask.json), set MASKOPS_MODELS_DIR to a folder holding facemask.onnx, or pass "
             "--model PATH."
         )
-    options: dict[str, Any] = {} if face_threshold is None else {"score_threshold": face_threshold}
-    if detector in YUNET_SINGLE and detector_threads is not None:
-        options["num_threads"] = detector_threads
-
-    def make_detector() -> FaceDetector:
-        return create_detector(detector, **options)
-
+    make_detector = detector_factory(detector, face_threshold=face_threshold, num_threads=detector_threads)
     try:
         classifier = OnnxClassifier(path, num_threads=num_threads)
         first = make_detector()

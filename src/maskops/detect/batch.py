@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,8 +28,8 @@ import cv2
 from maskops.data.images import sniff_format
 from maskops.data.sources import list_files
 from maskops.detect.annotate import BoxAnnotator
-from maskops.detect.detectors import FaceDetector
-from maskops.detect.pipeline import FaceMaskPipeline, FaceResult
+from maskops.detect.base import FaceDetector
+from maskops.detect.pipeline import FaceMaskPipeline, FaceResult, ThreadDetectors
 from maskops.inference.images import ImageRejected, load_image_file
 
 logger = logging.getLogger(__name__)
@@ -198,22 +197,18 @@ class BatchDetector:
         self.out_dir = out_dir
         self.annotator = annotator or BoxAnnotator(pipeline.class_names, show_track_id=False)
         self.jpeg_quality = jpeg_quality
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._base_taken = False
+        # the pipeline's own detector goes to the first worker, the others get new ones
+        self._detectors = (
+            ThreadDetectors(detector_factory, first=pipeline.detector)
+            if detector_factory is not None
+            else None
+        )
 
     def _thread_pipeline(self) -> FaceMaskPipeline:
-        pipe: FaceMaskPipeline | None = getattr(self._local, "pipeline", None)
-        if pipe is None:
-            with self._lock:
-                take_base = not self._base_taken
-                self._base_taken = True
-            if take_base or self.detector_factory is None:
-                pipe = self.pipeline
-            else:
-                pipe = self.pipeline.clone(self.detector_factory())
-            self._local.pipeline = pipe
-        return pipe
+        if self._detectors is None:
+            return self.pipeline
+        detector = self._detectors.get()
+        return self.pipeline if detector is self.pipeline.detector else self.pipeline.clone(detector)
 
     def process(self, job: ImageJob) -> ImageRecord:
         """Decode, detect, classify and (optionally) write one file; never raises for a bad file."""

@@ -8,9 +8,11 @@ overridden per call site; ``uncertain=False`` turns the rule off (every face get
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ import cv2
 import numpy as np
 
 from maskops.boxes import expand_box
-from maskops.detect.detectors import DEFAULT_DETECTOR, FaceDetector, create_detector
+from maskops.detect.base import DEFAULT_DETECTOR, YUNET_SINGLE, FaceDetector
+from maskops.detect.registry import create_detector
 from maskops.inference.classifier import OnnxClassifier
 from maskops.types import Detections
 
@@ -109,6 +112,64 @@ class FaceResult:
         return out
 
 
+def detector_factory(
+    name: str = DEFAULT_DETECTOR,
+    *,
+    face_threshold: float | None = None,
+    num_threads: int | None = None,
+    yunet_path: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Callable[[], FaceDetector]:
+    """The one way the service and the CLI configure face detectors: a function that builds a new
+    detector each call (detectors keep per-call state: one per worker thread, see ``ThreadDetectors``).
+
+    Args:
+        name: a registered detector (``maskops.detect.list_detectors()``).
+        face_threshold: minimum face score (the detector's ``score_threshold``; ``None``: its own).
+        num_threads: YuNet's ONNX Runtime threads (``None``: one per core); YuNet-based names only.
+        yunet_path: YuNet weights (``None``: ``MASKOPS_YUNET_PATH``); YuNet-based names only.
+        options: further keyword arguments of the detector; they win over the ones above.
+
+    Calling the factory raises ``DetectorError`` (unknown name, missing weights) or ``TypeError``
+    (an option the detector does not take).
+    """
+    kwargs: dict[str, Any] = {}
+    if name in YUNET_SINGLE:
+        if yunet_path is not None:
+            kwargs["model_path"] = yunet_path
+        if num_threads is not None:
+            kwargs["num_threads"] = num_threads
+    if face_threshold is not None:
+        kwargs["score_threshold"] = face_threshold
+    kwargs.update(options or {})
+    return functools.partial(create_detector, name, **kwargs)
+
+
+class ThreadDetectors:
+    """One detector per thread, built by ``factory`` on the thread's first call.
+
+    ``cv2.FaceDetectorYN`` is not thread-safe, so a worker pool (the service's, ``BatchDetector``'s)
+    never shares one. ``first``, an already built detector, goes to the first thread that asks.
+    """
+
+    def __init__(self, factory: Callable[[], FaceDetector], first: FaceDetector | None = None) -> None:
+        self.factory = factory
+        self._first = first
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def get(self) -> FaceDetector:
+        """This thread's detector."""
+        det: FaceDetector | None = getattr(self._local, "detector", None)
+        if det is None:
+            with self._lock:
+                det, self._first = self._first, None
+            if det is None:
+                det = self.factory()
+            self._local.detector = det
+        return det
+
+
 def face_quality(crop_bgr: np.ndarray) -> tuple[float, float]:
     """(sharpness, brightness) of a face crop: Laplacian variance at 64 px, mean gray level."""
     gray = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY) if crop_bgr.ndim == 3 else crop_bgr
@@ -178,7 +239,7 @@ class FaceMaskPipeline:
             DetectorError / ValueError: unknown detector or missing weights.
         """
         clf = OnnxClassifier(model_path, num_threads=num_threads)
-        return cls(clf, create_detector(detector, **(detector_options or {})), config)
+        return cls(clf, detector_factory(detector, options=detector_options)(), config)
 
     @property
     def class_names(self) -> list[str]:

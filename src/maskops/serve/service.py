@@ -27,8 +27,14 @@ import numpy as np
 
 from maskops.data.images import sha256_file
 from maskops.detect.annotate import BoxAnnotator
-from maskops.detect.detectors import YUNET_SINGLE, FaceDetector, create_detector
-from maskops.detect.pipeline import FaceMaskPipeline, FaceResult, PipelineConfig
+from maskops.detect.base import FaceDetector
+from maskops.detect.pipeline import (
+    FaceMaskPipeline,
+    FaceResult,
+    PipelineConfig,
+    ThreadDetectors,
+    detector_factory,
+)
 from maskops.inference.classifier import OnnxClassifier
 from maskops.inference.images import DecodedImage, decode_image
 from maskops.serve.metrics import ServiceMetrics
@@ -187,14 +193,20 @@ class ModelLoader:
         return ModelSet(generation, models, errors, s.face_model, s.detector, detector_error)
 
 
+def detectors_of(settings: ServeSettings) -> Callable[[], FaceDetector]:
+    """The factory of the configured detector; YuNet reads its weights from ``settings.yunet_path``
+    and runs ``onnx_threads`` threads (there is one detector per worker thread)."""
+    return detector_factory(
+        settings.detector,
+        num_threads=settings.onnx_threads,
+        yunet_path=settings.yunet_path,
+        options=settings.detector_options,
+    )
+
+
 def make_detector(settings: ServeSettings) -> FaceDetector:
-    """The configured detector; YuNet reads its weights from ``settings.yunet_path``."""
-    options: dict[str, Any] = {}
-    if settings.detector in YUNET_SINGLE:
-        options["model_path"] = settings.yunet_path
-        options["num_threads"] = settings.onnx_threads  # one detector per worker thread
-    options.update(settings.detector_options)
-    return create_detector(settings.detector, **options)
+    """One configured detector (see ``detectors_of``)."""
+    return detectors_of(settings)()
 
 
 class InferencePool:
@@ -204,7 +216,7 @@ class InferencePool:
         self.settings = settings
         self.metrics = metrics
         self._executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="maskops-infer")
-        self._local = threading.local()
+        self._detectors = ThreadDetectors(detectors_of(settings))
         self._pending = 0
 
     @property
@@ -213,11 +225,7 @@ class InferencePool:
 
     def detector(self) -> FaceDetector:
         """This worker thread's own face detector (built on first use)."""
-        det = getattr(self._local, "detector", None)
-        if det is None:
-            det = make_detector(self.settings)
-            self._local.detector = det
-        return det
+        return self._detectors.get()
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn(*args)`` on a worker; the caller's context (request id) goes along.
