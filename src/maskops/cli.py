@@ -17,7 +17,9 @@ from maskops.commands import evaluate as evaluate_cmd
 from maskops.commands import export as export_cmd
 from maskops.commands import keys as keys_cmd
 from maskops.commands import models as models_cmd
+from maskops.commands import monitor as monitor_cmd
 from maskops.commands import serve as serve_cmd
+from maskops.commands import stats as stats_cmd
 from maskops.commands import train as train_cmd
 from maskops.commands import watch as watch_cmd
 from maskops.logs import setup_logging
@@ -41,6 +43,10 @@ models_cmd.register(app)
 evaluate_cmd.register(app)
 detect_cmd.register(app)
 watch_cmd.register(app)
+stats_cmd.register(app)
+app.add_typer(
+    monitor_cmd.app, name="monitor", help="The prediction store: migrate, prune, measured accuracy."
+)
 
 
 def _version(value: bool) -> None:
