@@ -107,3 +107,12 @@ def test_window_parsing() -> None:
     assert resolve_window(None, None, "hour", now) == (datetime(2026, 12, 2, 10, 30), now)
     assert resolve_window(None, None, "day", now) == (now - timedelta(days=30), now)
     assert resolve_window("7d", "2026-12-03", "day", now) == (now - timedelta(days=7), datetime(2026, 12, 3))
+
+
+def test_malformed_database_url_stops_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    from maskops.cli import app
+
+    monkeypatch.setenv("MASKOPS_DATABASE_URL", "postgres:/nohost")
+    out = CliRunner().invoke(app, ["serve", "--port", "8999"])
+    assert out.exit_code == 2
+    assert "MASKOPS_DATABASE_URL" in out.output

@@ -24,7 +24,10 @@ def test_health_and_ready(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok", "version": __version__}
     r = client.get("/ready")
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "checks": {"face_model": "ok", "detector": "ok"}}
+    assert r.json() == {
+        "status": "ready",
+        "checks": {"face_model": "ok", "detector": "ok", "prediction_store": "ok"},
+    }
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 Source = Literal["api", "batch", "stream", "watch", "detect"]
 SOURCES: tuple[str, ...] = get_args(Source)
+MAX_ID = 80  # a request id (64) plus a batch image's or a stream frame's suffix
 
 
 def utc_naive(ts: datetime) -> datetime:
@@ -90,8 +91,8 @@ class PredictionRecord:
     faces: tuple[FaceRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.request_id or len(self.request_id) > 64:
-            raise ValueError(f"request_id must be 1-64 characters, got {self.request_id!r}")
+        if not self.request_id or len(self.request_id) > MAX_ID:
+            raise ValueError(f"request_id must be 1-{MAX_ID} characters, got {self.request_id!r}")
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.site is not None and len(self.site) > 64:

@@ -53,7 +53,7 @@ class Base(DeclarativeBase):
 class RequestRow(Base):
     __tablename__ = "requests"
 
-    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     hour: Mapped[int] = mapped_column(Integer, comment="hours since 1970-01-01 UTC")
     source: Mapped[str] = mapped_column(String(16))
@@ -79,7 +79,7 @@ class FaceRow(Base):
     __tablename__ = "faces"
 
     request_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("requests.request_id", ondelete="CASCADE"), primary_key=True
+        String(80), ForeignKey("requests.request_id", ondelete="CASCADE"), primary_key=True
     )
     face_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     x1: Mapped[float] = mapped_column(Float)
@@ -100,7 +100,7 @@ class FaceRow(Base):
 class FeedbackRow(Base):
     __tablename__ = "feedback"
 
-    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     face_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     true_label: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)

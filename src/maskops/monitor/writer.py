@@ -82,6 +82,7 @@ class StoreWriter:
         flush_interval: seconds the writer waits to fill a batch before committing a partial one.
         retry_interval: seconds between attempts to reach a database that is down.
         registry: where the counters are registered (each app has its own).
+        counters: counters made beforehand (an app that starts its writer more than once).
         prepare: run once before the first write, retried until the database answers (migrations
             of a database that was down at startup).
     """
@@ -96,6 +97,7 @@ class StoreWriter:
         flush_interval: float = 0.2,
         retry_interval: float = 1.0,
         registry: CollectorRegistry | None = None,
+        counters: WriterCounters | None = None,
         prepare: Callable[[], object] | None = None,
     ) -> None:
         self.engine = engine
@@ -104,7 +106,7 @@ class StoreWriter:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.retry_interval = retry_interval
-        self.counters = WriterCounters(registry)
+        self.counters = counters if counters is not None else WriterCounters(registry)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._db_up: bool | None = None

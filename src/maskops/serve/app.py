@@ -19,7 +19,19 @@ from maskops.serve.keys import KeyStore
 from maskops.serve.metrics import ServiceMetrics
 from maskops.serve.middleware import RequestContextMiddleware
 from maskops.serve.ratelimit import RateLimiter
-from maskops.serve.routes import classify, compat, detect, docs, health, models, monitoring, pages, stream
+from maskops.serve.recording import start_store, store_counters
+from maskops.serve.routes import (
+    classify,
+    compat,
+    detect,
+    docs,
+    feedback,
+    health,
+    models,
+    monitoring,
+    pages,
+    stream,
+)
 from maskops.serve.routes.pages import STATIC_DIR
 from maskops.serve.service import MaskService
 from maskops.serve.settings import ServeSettings
@@ -42,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = ServiceMetrics()
     service = MaskService(s, metrics)
     keys = KeyStore(s.keys_path)
+    counters = store_counters(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(service.warm_up)
         if models_set.face_problem():
             logger.warning("not ready: %s", models_set.face_problem())
+        app.state.prediction_store = await asyncio.to_thread(start_store, s, counters)
         logger.info(
             "serving %s with %d worker(s); auth %s",
             ", ".join(f"{m.name}@{m.version}" for m in models_set.models.values()) or "no models",
@@ -62,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if app.state.prediction_store is not None:
+                await asyncio.to_thread(app.state.prediction_store.stop)  # writes what is queued
+                app.state.prediction_store = None
             service.close()
             keys.close()
             if s.opencv_threads is not None:
@@ -81,9 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     app.state.keys = keys
     app.state.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
+    app.state.prediction_store = None  # started in lifespan (maskops.serve.recording)
 
     install_error_handlers(app)
-    for r in (health, detect, classify, models, monitoring, stream, compat, pages, docs):
+    for r in (health, detect, classify, models, monitoring, feedback, stream, compat, pages, docs):
         app.include_router(r.router)
     # before /static, which would otherwise take /static/vendor/... too
     app.mount(docs.VENDOR_URL, StaticFiles(directory=docs.VENDOR_DIR), name="vendor")

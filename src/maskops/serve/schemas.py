@@ -116,7 +116,7 @@ class ReloadResponse(BaseModel):
 
 
 class Ready(BaseModel):
-    status: Literal["ready"]
+    status: Literal["ready", "degraded"]
     checks: dict[str, str]
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from maskops.inference.images import ImageRejected
 from maskops.serve.deps import PredictCaller, ServiceDep
 from maskops.serve.errors import IMAGE_ERRORS, ApiError
+from maskops.serve.recording import record_detection
 from maskops.serve.routes.common import detect_result, error_info, model_ref, request_id, to_api_error
 from maskops.serve.schemas import BatchItem, BatchResponse, DetectResponse, DetectResult
 from maskops.serve.service import DetectOptions, DetectOutcome, MaskService, ModelSet, ServiceUnavailable
@@ -66,6 +67,7 @@ async def detect_one(
             service.metrics.observe_image("rejected")
         raise to_api_error(exc) from None
     result = detect_result(out)
+    record_detection(request, out, "api")
     # the validated fields as they are: no dump and re-validation of every face
     fields = {name: getattr(result, name) for name in DetectResult.model_fields}
     return DetectResponse(request_id=request_id(request), model=model_ref(out.model), **fields)
@@ -97,6 +99,8 @@ async def detect_batch(
     for i, (upload, out) in enumerate(zip(uploads, outcomes, strict=True)):
         if isinstance(out, DetectOutcome):
             items.append(BatchItem(index=i, filename=upload.name, ok=True, result=detect_result(out)))
+            # one record per image: <request id>-<index> (the id feedback names)
+            record_detection(request, out, "batch", request_id=f"{request_id(request)}-{i}")
         elif isinstance(out, ImageRejected | ServiceUnavailable | ApiError):
             if isinstance(out, ImageRejected):
                 service.metrics.observe_image("rejected")

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from maskops import __version__
 from maskops.serve.deps import KeysDep, ServiceDep, SettingsDep
 from maskops.serve.errors import ApiError, ErrorResponse
+from maskops.serve.recording import StoreDep, store_check
 from maskops.serve.schemas import Health, Ready
 from maskops.serve.service import ServiceUnavailable
 
@@ -30,8 +31,11 @@ def health() -> Health:
         503: {"model": ErrorResponse, "description": "not ready; details.checks says what is missing"}
     },
 )
-def ready(service: ServiceDep, settings: SettingsDep, keys: KeysDep) -> Ready:
-    """Readiness: the face-mask model and the face detector are loaded (and the key store opens)."""
+def ready(service: ServiceDep, settings: SettingsDep, keys: KeysDep, store: StoreDep) -> Ready:
+    """Readiness: the face-mask model and the face detector are loaded (and the key store opens).
+
+    ``degraded`` (still 200): the service answers but the prediction store drops records (its spool
+    cannot be written); ``checks.prediction_store`` gives the reason."""
     checks: dict[str, str] = {}
     problems: list[str] = []
     try:
@@ -55,6 +59,9 @@ def ready(service: ServiceDep, settings: SettingsDep, keys: KeysDep) -> Ready:
         except sqlite3.Error:
             checks["key_store"] = "unreachable"
             problems.append("the API key store cannot be read")
+    checks["prediction_store"], degraded = store_check(store)
+    if degraded:
+        checks["prediction_store"] = f"degraded: {degraded}"
     if problems:
         raise ApiError(503, "not_ready", "; ".join(problems), {"checks": checks})
-    return Ready(status="ready", checks=checks)
+    return Ready(status="degraded" if degraded else "ready", checks=checks)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from maskops.serve.deps import PredictCaller, ServiceDep
 from maskops.serve.errors import COMMON_ERRORS
+from maskops.serve.recording import StoreDep, StoreStats, store_stats
 from maskops.serve.schemas import StatsResponse
 
 router = APIRouter(tags=["monitoring"])
@@ -24,12 +27,40 @@ def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.prometheus_text(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/stats", response_model=StatsResponse, responses=COMMON_ERRORS)
-def stats(service: ServiceDep, _caller: PredictCaller) -> StatsResponse:
+class StatsWithStore(StatsResponse):
+    store: StoreStats | None = None
+
+
+WINDOW_HELP = "ISO date or time (UTC when naive), or a period back from now: 24h, 7d"
+
+
+@router.get("/v1/stats", response_model=StatsWithStore, responses=COMMON_ERRORS)
+def stats(
+    service: ServiceDep,
+    store: StoreDep,
+    _caller: PredictCaller,
+    start: Annotated[
+        str | None, Query(alias="from", description=f"store window start: {WINDOW_HELP}")
+    ] = None,
+    end: Annotated[str | None, Query(alias="to", description="store window end (default: now)")] = None,
+    site: Annotated[str | None, Query(max_length=64, description="store figures of this site only")] = None,
+    bucket: Annotated[
+        Literal["hour", "day"], Query(description="store figures per UTC hour or day")
+    ] = "hour",
+) -> StatsWithStore:
     """Aggregates of the API since start: requests per route and status, errors per code, faces per
     label, latency percentiles over the last requests of each route.
 
     Only API routes are counted: the web app's pages, its static files, the docs and unknown paths
-    are not (``/metrics`` counts them under ``<non-api>`` and ``<unmatched>``)."""
+    are not (``/metrics`` counts them under ``<non-api>`` and ``<unmatched>``).
+
+    ``store``: business figures from the prediction store, which survive restarts: requests, faces
+    per label, compliance rate and p50/p95 latency per bucket and site over ``from``-``to`` (default:
+    the last 24 hours by hour, or 30 days by day); null when the store is off."""
     snap = service.metrics.snapshot()
-    return StatsResponse(**snap, queue=service.pool.pending, model_generation=service.generation)
+    return StatsWithStore(
+        **snap,
+        queue=service.pool.pending,
+        model_generation=service.generation,
+        store=store_stats(store, start, end, site, bucket),
+    )

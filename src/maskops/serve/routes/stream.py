@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -19,6 +20,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from maskops.inference.images import ImageRejected
 from maskops.serve.deps import authenticate
 from maskops.serve.errors import ApiError
+from maskops.serve.recording import record_detection, site_of
 from maskops.serve.routes.common import error_info
 from maskops.serve.service import DetectOptions, MaskService, ServiceUnavailable
 
@@ -94,6 +96,9 @@ async def stream(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     service.metrics.stream_clients.inc()
+    # each processed frame is recorded as <connection id>-<frame number> (the result's request_id)
+    connection_id = str(websocket.scope.get("state", {}).get("request_id") or uuid.uuid4().hex)
+    site = site_of(websocket)
     latest: tuple[int, bytes] | None = None
     notes: list[dict[str, Any]] = []
     arrived = asyncio.Event()
@@ -149,10 +154,13 @@ async def stream(websocket: WebSocket) -> None:
                     {"type": "error", "frame": frame_no, "error": error_info(exc).model_dump()}
                 )
                 continue
+            frame_id = f"{connection_id}-{frame_no}"
+            record_detection(websocket, out, "stream", request_id=frame_id, site=site)
             await websocket.send_json(
                 {
                     "type": "result",
                     "frame": frame_no,
+                    "request_id": frame_id,
                     "width": out.image.width,
                     "height": out.image.height,
                     "faces": out.faces,

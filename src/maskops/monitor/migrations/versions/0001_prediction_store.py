@@ -37,7 +37,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "requests",
-        sa.Column("request_id", sa.String(length=64), nullable=False),
+        sa.Column("request_id", sa.String(length=80), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("hour", sa.Integer(), nullable=False, comment="hours since 1970-01-01 UTC"),
         sa.Column("source", sa.String(length=16), nullable=False),
@@ -62,7 +62,7 @@ def upgrade() -> None:
 
     op.create_table(
         "faces",
-        sa.Column("request_id", sa.String(length=64), nullable=False),
+        sa.Column("request_id", sa.String(length=80), nullable=False),
         sa.Column("face_index", sa.Integer(), nullable=False),
         sa.Column("x1", sa.Float(), nullable=False),
         sa.Column("y1", sa.Float(), nullable=False),
@@ -82,7 +82,7 @@ def upgrade() -> None:
 
     op.create_table(
         "feedback",
-        sa.Column("request_id", sa.String(length=64), nullable=False),
+        sa.Column("request_id", sa.String(length=80), nullable=False),
         sa.Column("face_index", sa.Integer(), nullable=False),
         sa.Column("true_label", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),

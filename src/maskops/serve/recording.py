@@ -1,0 +1,164 @@
+"""The service's side of the prediction store: starting it with the app, one record per served image,
+the site tag, and what ``/ready`` and ``/v1/stats`` show of it.
+
+Recording never fails a request: a record that cannot be built is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import HTTPConnection
+
+from maskops.config import Settings
+from maskops.monitor.capture import build_record
+from maskops.monitor.features import image_quality
+from maskops.monitor.recorder import PredictionStore, spool_dir
+from maskops.monitor.stats import StatsReport, business_stats, report_dict, resolve_window
+from maskops.monitor.writer import WriterCounters
+from maskops.serve.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+SITE_HEADER = "X-Site"
+
+
+def store_counters(registry: CollectorRegistry) -> WriterCounters:
+    """The store's counters in the app's registry (made once per app: ``/metrics`` shows them)."""
+    return WriterCounters(registry)
+
+
+def start_store(settings: Settings, counters: WriterCounters) -> PredictionStore | None:
+    """The app's store, started (None when ``MASKOPS_STORE_PREDICTIONS=false``)."""
+    if not settings.store_predictions:
+        logger.info("prediction store off (MASKOPS_STORE_PREDICTIONS=false)")
+        return None
+    store = PredictionStore(settings.store_url(), spool_dir(settings.work_dir), counters=counters).start()
+    logger.info("prediction store: %s", store.engine.url.render_as_string(hide_password=True))
+    return store
+
+
+async def get_store(request: Request) -> PredictionStore | None:
+    return getattr(request.app.state, "prediction_store", None)
+
+
+StoreDep = Annotated[PredictionStore | None, Depends(get_store)]
+
+
+def require_store(store: PredictionStore | None) -> PredictionStore:
+    """The store, or a 503 when recording is off."""
+    if store is None:
+        raise ApiError(503, "store_off", "the prediction store is off (MASKOPS_STORE_PREDICTIONS=false)")
+    return store
+
+
+def site_of(request: HTTPConnection, site: str | None = None) -> str | None:
+    """The site or camera tag: ``site`` as given, else the ``site`` query parameter, else the
+    ``X-Site`` header."""
+    tag = site or request.query_params.get("site") or request.headers.get(SITE_HEADER)
+    return tag[:64] if tag else None
+
+
+def record_detection(
+    request: HTTPConnection,
+    outcome: Any,
+    source: str,
+    *,
+    request_id: str | None = None,
+    site: str | None = None,
+) -> None:
+    """Queue the record of one detect outcome (a ``DetectOutcome`` of ``maskops.serve.service``)."""
+    store: PredictionStore | None = getattr(request.app.state, "prediction_store", None)
+    if store is None:
+        return
+    try:
+        model = outcome.model
+        settings = request.app.state.settings
+        image = outcome.image
+        record = build_record(
+            outcome.result,
+            model.spec.class_names,
+            request_id=request_id or str(request.scope.get("state", {}).get("request_id", "")),
+            source=source,
+            width=image.width,
+            height=image.height,
+            latency_ms=sum(outcome.timings_ms.values()),
+            stages_ms=outcome.timings_ms,
+            quality=getattr(outcome, "quality", None) or image_quality(image.image).as_dict(),
+            site=site if site is not None else site_of(request),
+            model_name=model.name,
+            model_version=model.version,
+            detector=settings.detector,
+        )
+    except Exception:  # recording must never fail the request it records
+        logger.exception("could not build the prediction record")
+        return
+    store.record(record)
+
+
+def store_check(store: PredictionStore | None) -> tuple[str, str | None]:
+    """(``checks["prediction_store"]`` value, degraded reason or None) for ``/ready``."""
+    if store is None:
+        return "off", None
+    status = store.status()
+    if status.degraded:
+        return "degraded", status.degraded
+    if status.database == "down":
+        return "spooling", None  # records are kept on disk and replayed: not a reason to stop traffic
+    return "ok", None
+
+
+class StoreStatsRow(BaseModel):
+    bucket_start: str | None = Field(description="UTC start of the bucket (ISO); null in the total")
+    site: str | None
+    requests: int
+    faces: dict[str, int] = Field(description="faces per label, 'uncertain' included")
+    faces_total: int
+    compliance_rate: float | None = Field(description="share of with_mask among the classified faces")
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+class StoreStats(BaseModel):
+    """Business stats from the prediction store (they survive restarts)."""
+
+    from_: str = Field(alias="from", description="window start, widened to whole buckets (UTC)")
+    to: str
+    bucket: str
+    site: str | None
+    rows: list[StoreStatsRow]
+    total: StoreStatsRow | None
+
+    @classmethod
+    def of(cls, report: StatsReport) -> StoreStats:
+        return cls.model_validate(report_dict(report))
+
+
+def store_stats(
+    store: PredictionStore | None, start: str | None, end: str | None, site: str | None, bucket: str
+) -> StoreStats | None:
+    """``/v1/stats``' store figures (None when the store is off or does not answer).
+
+    Raises:
+        ApiError: 422 for a window that does not parse or ends before it starts.
+    """
+    if store is None:
+        return None
+    try:
+        t0, t1 = resolve_window(start, end, bucket, datetime.now(UTC))
+        if t1 < t0:
+            raise ValueError(f"the window ends ({t1.isoformat()}) before it starts ({t0.isoformat()})")
+    except ValueError as exc:
+        raise ApiError(422, "invalid_window", str(exc)) from None
+    try:
+        report = business_stats(store.engine, t0, t1, site=site, bucket=bucket)  # type: ignore[arg-type]
+    except SQLAlchemyError as exc:
+        logger.warning("store stats unavailable: %s", str(exc).splitlines()[0])
+        return None
+    return StoreStats.of(report)
