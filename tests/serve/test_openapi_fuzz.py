@@ -31,7 +31,8 @@ def test_every_operation_survives_generated_requests(make_settings: Callable[...
     app.state.service.loader.resolvers["registry"] = app.state.service.loader.resolvers["dir"]
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 14
+    documented = sum(len(methods) for methods in app.openapi()["paths"].values())
+    assert len(operations) == documented >= 14  # every documented operation is fuzzed
     failures: dict[str, str] = {}
     for operation in operations:
 
