@@ -54,6 +54,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from maskops.commands._facemask import face_threshold_of, fail, load_pipeline
+        from maskops.data.progress import progress_bar
         from maskops.video.sinks import JsonlSink, VideoSink
         from maskops.video.sources import SourceError, open_source
         from maskops.video.watch import DisplayError, FaceWatcher, WatchConfig, Window
@@ -98,42 +99,17 @@ def register(app: typer.Typer) -> None:
             watcher = FaceWatcher(
                 pipeline, config=WatchConfig(max_frames=max_frames, evidence_dir=evidence_dir)
             )
-            with _Progress(total) as advance:
+            with progress_bar() as bar:
+                task = bar.add_task("watch", total=total)
                 summary = watcher.run(
-                    frames, video=video, events=sink, window=window, source_name=source, on_frame=advance
+                    frames,
+                    video=video,
+                    events=sink,
+                    window=window,
+                    source_name=source,
+                    on_frame=lambda _frame: bar.advance(task),
                 )
         Console().print(_table(summary, out, events, evidence_dir))
-
-
-class _Progress:
-    """A rich progress bar on stderr advanced once per frame (off when ``MASKOPS_NO_PROGRESS`` is set)."""
-
-    def __init__(self, total: int | None) -> None:
-        from maskops.data.progress import progress_enabled
-
-        self.total = total
-        self.enabled = progress_enabled()
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._bar = Progress(
-            TextColumn("[bold]watch"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        )
-        self._bar.__enter__()
-        task = self._bar.add_task("watch", total=self.total)
-        return lambda _frame: self._bar.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._bar.__exit__(None, None, None)
 
 
 def _table(s: WatchSummary, out: Path | None, events: Path | None, evidence: Path | None) -> Any:
