@@ -172,3 +172,16 @@ def test_thread_detectors_give_each_thread_its_own() -> None:
     assert len(built) == 3
     for i in range(3):
         assert seen[2 * i] is seen[2 * i + 1] and seen[2 * i] in built
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (15, 400, 3), (400, 8)])
+def test_an_image_too_small_for_a_face_skips_the_detector(linear_model: Path, shape: tuple[int, ...]) -> None:
+    class Refuses(FaceDetector):
+        name = "refuses"
+
+        def detect(self, image_bgr: np.ndarray) -> Detections:
+            raise AssertionError("the detector ran")
+
+    result = FaceMaskPipeline(OnnxClassifier(linear_model), Refuses())(np.zeros(shape, np.uint8))
+    assert len(result.detections) == 0 and result.detections.face_score is not None
+    assert set(result.timings_ms) == {"detect", "classify"}

@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 UNCERTAIN = -1
 
+# No face can be judged in a smaller image (the default min_face_px is 12), and YuNet has returned
+# non-finite boxes for 1-pixel inputs: such images get zero faces, not a detector run.
+MIN_DETECT_SIDE = 16
+
 # used when the model card does not name a threshold
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "min_confidence": 0.5,  # calibrated top probability
@@ -302,10 +306,16 @@ class FaceMaskPipeline:
         )
 
     def __call__(self, image_bgr: np.ndarray) -> FaceResult:
-        """Detect and classify every face of one image (gray, BGR or BGRA uint8, any size)."""
+        """Detect and classify every face of one image (gray, BGR or BGRA uint8, any size).
+
+        An image with a side under ``MIN_DETECT_SIDE`` pixels has no face (the detector is not run).
+        """
         image = as_bgr(image_bgr)
         t0 = time.perf_counter()
-        faces = self.detector.detect(image)
+        if min(image.shape[:2]) < MIN_DETECT_SIDE:
+            faces = Detections.empty(with_face_score=True)
+        else:
+            faces = self.detector.detect(image)
         detect_ms = (time.perf_counter() - t0) * 1000.0
         result = self.classify_faces(image, faces)
         result.timings_ms = {"detect": detect_ms, **result.timings_ms}

@@ -39,15 +39,11 @@ from maskops.inference.classifier import OnnxClassifier
 from maskops.inference.images import DecodedImage, decode_image
 from maskops.serve.metrics import ServiceMetrics
 from maskops.serve.settings import ServeSettings
-from maskops.types import Detections, ModelSpec
+from maskops.types import ModelSpec
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# No face can be judged in a smaller image (the pipeline's default min_face_px is 12), and YuNet
-# has returned non-finite boxes for 1-pixel inputs: such images get zero faces, not a detector run.
-MIN_DETECT_SIDE = 16
 
 
 class ServiceUnavailable(RuntimeError):
@@ -426,11 +422,7 @@ class MaskService:
             self.pool.detector(),
             PipelineConfig(uncertain=opts.uncertain, thresholds=thresholds),
         )
-        if min(img.width, img.height) < MIN_DETECT_SIDE:
-            result = pipe.classify_faces(img.image, Detections.empty(with_face_score=True))
-            result.timings_ms = {"detect": 0.0, **result.timings_ms}
-        else:
-            result = pipe(img.image)
+        result = pipe(img.image)
         names = pipe.class_names
         timings = {"decode": decode_ms, **result.timings_ms}
         annotated = None
