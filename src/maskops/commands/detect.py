@@ -47,6 +47,10 @@ def register(app: typer.Typer) -> None:
             None, "--min-confidence", min=0.0, max=1.0, help="Below this class confidence: uncertain."
         ),
         workers: int = typer.Option(None, "--workers", min=1, help="Worker threads (default: cores)."),
+        log_to: str = typer.Option(
+            None, "--log-to", help="Record every image in this prediction store (a database URL)."
+        ),
+        site: str = typer.Option(None, "--site", help="Site or camera tag of the recorded images."),
     ) -> None:
         """Detect faces and classify their masks; unreadable files are reported and skipped (exit 1)."""
         import time
@@ -56,6 +60,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from maskops.commands._facemask import face_threshold_of, fail, load_pipeline
+        from maskops.commands.monitor import run_recorder
         from maskops.data.progress import track
         from maskops.detect.batch import BatchDetector, BatchSummary, collect_images
         from maskops.video.sinks import JsonlSink
@@ -72,6 +77,7 @@ def register(app: typer.Typer) -> None:
             num_threads=threads,
             detector_threads=threads,
         )
+        recorder = run_recorder(log_to, "detect", site, model, detector)
         jobs, missing = collect_images(paths, exclude=out)
         if not jobs and not missing:
             raise fail(f"no image files found in {', '.join(escape(str(p)) for p in paths)}")
@@ -95,10 +101,16 @@ def register(app: typer.Typer) -> None:
                     sink.write(record.to_json(names))
                 if record.error:
                     err.print(f"[red]skipped:[/red] {escape(str(record.path))}: {escape(record.error)}")
+                elif recorder is not None:
+                    recorder.add(
+                        record.result, width=record.width, height=record.height, timings_ms=record.timings_ms
+                    )
         finally:
             summary.elapsed_s = time.perf_counter() - started
             for sink in sinks:
                 sink.close()
+            if recorder is not None:
+                recorder.close()
         result = summary.as_dict(pipeline)
         if out is not None:
             (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from maskops.monitor.recorder import RunRecorder
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -35,6 +38,29 @@ def open_for_cli(db: str | None) -> Engine:
         return open_store(url)
     except OperationalError as exc:
         raise ValueError(f"the prediction store does not answer: {str(exc).splitlines()[0]}") from None
+
+
+def run_recorder(
+    log_to: str | None, source: str, site: str | None, model: Path | None, detector: str
+) -> RunRecorder | None:
+    """The run's recorder for ``--log-to`` of ``detect``/``watch`` (None without it); a bad URL exits 2."""
+    if not log_to:
+        return None
+    from maskops.commands._facemask import default_model_path, fail
+    from maskops.config import Settings
+    from maskops.monitor.recorder import RunRecorder
+
+    try:
+        return RunRecorder(
+            log_to,
+            Settings().work_dir,
+            source,
+            site=site,
+            model_path=model or default_model_path(),
+            detector=detector,
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -46,6 +46,10 @@ def register(app: typer.Typer) -> None:
         min_confidence: float = typer.Option(
             None, "--min-confidence", min=0.0, max=1.0, help="Below this class confidence: uncertain."
         ),
+        log_to: str = typer.Option(
+            None, "--log-to", help="Record every frame in this prediction store (a database URL)."
+        ),
+        site: str = typer.Option(None, "--site", help="Site or camera tag of the recorded frames."),
     ) -> None:
         """Detect, classify and track faces frame by frame; one event per track class, not per frame."""
         from contextlib import ExitStack
@@ -54,6 +58,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from maskops.commands._facemask import face_threshold_of, fail, load_pipeline
+        from maskops.commands.monitor import run_recorder
         from maskops.data.progress import progress_bar
         from maskops.video.sinks import JsonlSink, VideoSink
         from maskops.video.sources import SourceError, open_source
@@ -75,7 +80,10 @@ def register(app: typer.Typer) -> None:
             detector_threads=None,
         )
         err = Console(stderr=True, soft_wrap=True, highlight=False)
+        recorder = run_recorder(log_to, "watch", site, model, detector)
         with ExitStack() as stack:
+            if recorder is not None:
+                stack.callback(recorder.close)
             try:
                 window = Window(f"maskops watch {source}") if show else None
             except DisplayError as exc:
@@ -101,13 +109,26 @@ def register(app: typer.Typer) -> None:
             )
             with progress_bar() as bar:
                 task = bar.add_task("watch", total=total)
+
+                def on_frame(frame: Any) -> None:
+                    bar.advance(task)
+                    if recorder is not None and watcher.last_result is not None:
+                        h, w = frame.image.shape[:2]
+                        recorder.add(
+                            watcher.last_result,
+                            width=w,
+                            height=h,
+                            timings_ms=watcher.last_timings,
+                            image=frame.image,
+                        )
+
                 summary = watcher.run(
                     frames,
                     video=video,
                     events=sink,
                     window=window,
                     source_name=source,
-                    on_frame=lambda _frame: bar.advance(task),
+                    on_frame=on_frame,
                 )
         Console().print(_table(summary, out, events, evidence_dir))
 

@@ -23,21 +23,21 @@ SUPPORTED = ("sqlite", "postgresql")
 ENV_VAR = "MASKOPS_DATABASE_URL"
 
 
-def parse_database_url(url: str) -> URL:
+def parse_database_url(url: str, name: str = ENV_VAR) -> URL:
     """Check and normalise a store URL (a bare ``postgresql://`` gets the psycopg 3 driver).
 
     Raises:
         ValueError: not a URL SQLAlchemy reads, or a database other than SQLite or PostgreSQL;
-            the message names ``MASKOPS_DATABASE_URL``.
+            the message names ``name`` (``MASKOPS_DATABASE_URL``, or the option that gave the URL).
     """
     example = "e.g. postgresql+psycopg://user:password@host:5432/maskops or sqlite:///work/maskops.db"
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ValueError(f"{ENV_VAR} is not a database URL ({exc}); {example}") from None
+        raise ValueError(f"{name} is not a database URL ({exc}); {example}") from None
     if parsed.get_backend_name() not in SUPPORTED:
         raise ValueError(
-            f"{ENV_VAR} names database {parsed.get_backend_name()!r}; the prediction store runs on "
+            f"{name} names database {parsed.get_backend_name()!r}; the prediction store runs on "
             f"{' or '.join(SUPPORTED)}: {example}"
         )
     if parsed.drivername == "postgresql":

@@ -19,6 +19,7 @@ from maskops.types import MaskClass
 NOT_A_FACE = "not_a_face"
 FEEDBACK_LABELS: tuple[str, ...] = (*MaskClass.names(), NOT_A_FACE)
 UNCERTAIN = "uncertain"
+MAX_FACE_INDEX = 100_000  # far above any image's faces, far below the databases' integer limits
 
 
 class UnknownFace(LookupError):
@@ -72,6 +73,8 @@ def add_feedback(
     if true_label not in FEEDBACK_LABELS:
         raise InvalidLabel(true_label)
     created = utc_naive(now or datetime.now(UTC))
+    if not 0 <= face_index <= MAX_FACE_INDEX:
+        raise UnknownFace(request_id, face_index, request_known=False)
     with engine.begin() as conn:
         predicted = conn.scalar(
             select(FaceRow.label).where(FaceRow.request_id == request_id, FaceRow.face_index == face_index)

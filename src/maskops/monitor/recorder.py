@@ -8,8 +8,12 @@ to the writer's first write), starts the writer thread and takes records with ``
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
@@ -82,3 +86,82 @@ class PredictionStore:
 
     def status(self) -> WriterStatus:
         return self.writer.status()
+
+
+class RunRecorder:
+    """The records of one command-line run (``maskops detect`` / ``watch`` with ``--log-to``).
+
+    Each image or frame gets the id ``<source>-<run id>-<n>``. The run's spool is
+    ``<work_dir>/monitor/spool-<source>``: what a run could not write (database down at its end)
+    is replayed by the next run of the same command.
+
+    Args:
+        url: the store (a ``MASKOPS_DATABASE_URL``-style URL).
+        work_dir: where the spool lives.
+        source: ``detect`` or ``watch``.
+        site: the site or camera tag of every record.
+        model_path: the classifier file (its sha256 prefix is the model version).
+        detector: the face detector's name.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        work_dir: Path,
+        source: str,
+        *,
+        site: str | None = None,
+        model_path: Path | None = None,
+        detector: str | None = None,
+    ) -> None:
+        from maskops.data.images import sha256_file
+        from maskops.monitor.db import parse_database_url
+
+        parse_database_url(url, name="--log-to")  # a malformed URL stops the run before any work
+        self.source = source
+        self.site = site
+        self.detector = detector
+        self.model_name = model_path.stem if model_path else None
+        self.model_version = sha256_file(model_path)[:12] if model_path and model_path.is_file() else None
+        self.run_id = uuid.uuid4().hex[:12]
+        self.count = 0
+        self.store = PredictionStore(url, Path(work_dir) / "monitor" / f"spool-{source}").start()
+
+    def add(
+        self,
+        result: Any,
+        *,
+        width: int,
+        height: int,
+        timings_ms: Mapping[str, float],
+        image: np.ndarray | None = None,
+    ) -> None:
+        """Record one image's ``FaceResult`` (quality features when ``image`` is given)."""
+        from maskops.monitor.capture import build_record
+        from maskops.monitor.features import image_quality
+
+        self.count += 1
+        self.store.record(
+            build_record(
+                result,
+                result.class_names,
+                request_id=f"{self.source}-{self.run_id}-{self.count}",
+                source=self.source,
+                width=width,
+                height=height,
+                latency_ms=sum(timings_ms.values()),
+                stages_ms=timings_ms,
+                quality=image_quality(image).as_dict() if image is not None else None,
+                site=self.site,
+                model_name=self.model_name,
+                model_version=self.model_version,
+                detector=self.detector,
+            )
+        )
+
+    def close(self) -> WriterStatus:
+        """Write what is queued (or spool it) and stop; returns the writer's last status."""
+        self.store.writer.stop()  # drains the queue into the store, or the spool when it is down
+        status = self.store.status()
+        self.store.stop()
+        return status

@@ -128,7 +128,20 @@ class StoreWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            logger.error("store writer did not stop within %.0f s; queued records go to the spool", timeout)
+            # stuck on the database: what is still queued goes to the spool from here
+            leftover: list[PredictionRecord] = []
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._queue.task_done()
+                if item is not _STOP:
+                    leftover.append(item)  # type: ignore[arg-type]
+            self._to_spool(leftover)
+            logger.error(
+                "store writer did not stop within %.0f s; %d queued record(s) spooled", timeout, len(leftover)
+            )
         self._thread = None
 
     def __enter__(self) -> StoreWriter:

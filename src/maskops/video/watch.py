@@ -34,7 +34,7 @@ import numpy as np
 
 from maskops.boxes import box_iou, expand_box
 from maskops.detect.annotate import BoxAnnotator
-from maskops.detect.pipeline import UNCERTAIN, FaceMaskPipeline
+from maskops.detect.pipeline import UNCERTAIN, FaceMaskPipeline, FaceResult
 from maskops.detect.tracker import FaceTracker, TrackEvent
 from maskops.types import Detections
 from maskops.video.sinks import JsonlSink, VideoSink
@@ -183,6 +183,9 @@ class FaceWatcher:
         classes = self.config.evidence_classes
         self.evidence_classes = set(range(1, len(self.names)) if classes is None else classes)
         self._seen_tracks: set[int] = set()
+        # the last processed frame's faces and stage times (ms), for callers that record frames
+        self.last_result: FaceResult | None = None
+        self.last_timings: dict[str, float] = {}
 
     def run(
         self,
@@ -267,6 +270,7 @@ class FaceWatcher:
         t = time.perf_counter()
         result = self.pipeline.classify_faces(image, faces)
         stage["classify"] = (time.perf_counter() - t) * 1000.0
+        self.last_result, self.last_timings = result, stage
 
         t = time.perf_counter()
         probs = result.probs.copy()

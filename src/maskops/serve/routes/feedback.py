@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
 
-from maskops.monitor.feedback import FEEDBACK_LABELS, UnknownFace, add_feedback
+from maskops.monitor.feedback import FEEDBACK_LABELS, MAX_FACE_INDEX, UnknownFace, add_feedback
 from maskops.serve.deps import PredictCaller
 from maskops.serve.errors import COMMON_ERRORS, ApiError, ErrorResponse
 from maskops.serve.recording import StoreDep, require_store
@@ -25,9 +25,10 @@ class FeedbackRequest(BaseModel):
     request_id: str = Field(
         min_length=1,
         max_length=80,
+        pattern=r"^[A-Za-z0-9._:-]+$",
         description="the X-Request-ID of the answer (batch image i: <id>-<i>; stream frames: the id in the result)",
     )
-    face_index: int = Field(ge=0, description="the face's position in the answer's faces")
+    face_index: int = Field(ge=0, le=MAX_FACE_INDEX, description="the face's position in the answer's faces")
     label: TrueLabel = Field(description="the true class, or not_a_face for a wrong detection")
 
 
