@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
                     calibration_sample(images, calibration_n),
                     spec,
                 )
+                assert labels is not None  # --int8 needs --parity-manifest, which gives labels
                 report["int8"] = {
                     "onnx": str(q_path),
                     "size_bytes": q_path.stat().st_size,

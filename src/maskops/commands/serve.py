@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 
@@ -26,7 +28,7 @@ def register(app: typer.Typer) -> None:
         from maskops.serve.logs import configure_logging
         from maskops.serve.settings import ServeSettings
 
-        overrides = {
+        overrides: dict[str, Any] = {
             k: v
             for k, v in {
                 "host": host,

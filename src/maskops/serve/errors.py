@@ -128,9 +128,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     details = _validation_details(exc.errors())
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first["loc"])
-    return error_response(
-        422, "validation_error", f"{where}: {first['msg']}" if where else first["msg"], details
-    )
+    message = f"{where}: {first['msg']}" if where else str(first["msg"])
+    return error_response(422, "validation_error", message, details)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
