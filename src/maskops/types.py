@@ -9,7 +9,7 @@ a model reads its preprocessing from it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -116,7 +116,11 @@ class Detections:
     ) -> Detections:
         """Build from plain lists; ``confidence`` defaults to 1.0 (ground truth)."""
         conf = [1.0] * len(class_id) if confidence is None else confidence
-        return cls(xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4), confidence=conf, class_id=class_id)
+        return cls(
+            xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4),
+            confidence=_as_array(conf, np.float32, "confidence"),
+            class_id=_as_array(class_id, np.int64, "class_id"),
+        )
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
@@ -134,7 +138,7 @@ class Detections:
             track_id=None if self.track_id is None else self.track_id[index],
         )
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Detections]:
         for i in range(len(self)):
             yield self[i]
 

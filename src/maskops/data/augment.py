@@ -223,7 +223,7 @@ def motion_blur(image: np.ndarray, length: int, angle: float) -> np.ndarray:
     kernel = np.zeros((length, length), np.float32)
     kernel[length // 2, :] = 1.0
     m = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), float(angle), 1.0)
-    kernel = cv2.warpAffine(kernel, m, (length, length))
+    kernel = np.asarray(cv2.warpAffine(kernel, m, (length, length)), np.float32)
     total = float(kernel.sum())
     if total <= 0:
         kernel[length // 2, :] = 1.0
@@ -238,6 +238,8 @@ def jpeg_reencode(image: np.ndarray, quality: int) -> np.ndarray:
         return image
     flag = cv2.IMREAD_GRAYSCALE if image.ndim == 2 else cv2.IMREAD_COLOR
     out = cv2.imdecode(buf, flag)
+    if out is None:  # pragma: no cover - decoding what OpenCV just encoded
+        return image
     return out.reshape(image.shape)
 
 

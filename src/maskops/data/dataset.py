@@ -223,4 +223,4 @@ def balanced_sampler(
     if sw is not None:
         w *= sw
     gen = torch.Generator().manual_seed(int(seed))
-    return WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(labels), True, generator=gen)
+    return WeightedRandomSampler(w.tolist(), len(labels), True, generator=gen)

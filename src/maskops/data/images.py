@@ -112,7 +112,7 @@ def decode_raw(data: bytes, fmt: str) -> np.ndarray | None:
     buf = np.frombuffer(data, np.uint8)
     flags = cv2.IMREAD_ANYCOLOR if fmt in ("jpeg", "tiff") else cv2.IMREAD_UNCHANGED
     try:
-        image = cv2.imdecode(buf, flags)
+        image: np.ndarray | None = cv2.imdecode(buf, flags)
     except cv2.error:
         return None
     if image is None or image.size == 0:
@@ -120,7 +120,8 @@ def decode_raw(data: bytes, fmt: str) -> np.ndarray | None:
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
-        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        # OpenCV takes dst=None (a new array); its type stub does not say so
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)  # type: ignore[call-overload]
     return image
 
 

@@ -545,11 +545,9 @@ def _assign(
     for members in comps.values():
         members.sort(key=lambda p: (task.sources.index(items[p].source), items[p].rel))
         first = items[members[0]]
-        slides = sorted(
-            {items[p].slide for p in members if items[p].slide is not None}, key=lambda s: (len(s), s)
-        )
+        slides = sorted({s for p in members if (s := items[p].slide) is not None}, key=lambda s: (len(s), s))
         gid = f"{first.source.name}:C{'+C'.join(slides)}" if slides else f"{first.source.name}:{first.rel}"
-        fixed_set = {items[p].fixed for p in members if items[p].fixed}
+        fixed_set = {f for p in members if (f := items[p].fixed)}
         fixed = min(fixed_set, key=lambda s: _SPLIT_PRIORITY[s]) if fixed_set else None
         if len(fixed_set) > 1:
             conflicts += 1

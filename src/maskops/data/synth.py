@@ -489,9 +489,9 @@ def synthesize_rows(
                     donor = donors[int(pick.integers(len(donors)))]
             try:
                 if donor is None:
-                    masked = draw_mask(image, lm, placement, rng, geometry)  # type: ignore[arg-type]
+                    masked = draw_mask(image, lm, placement, rng, geometry)
                 else:
-                    masked = transplant_mask(image, lm, donor[1], donor[2], placement, rng, geometry)  # type: ignore[arg-type]
+                    masked = transplant_mask(image, lm, donor[1], donor[2], placement, rng, geometry)
             except ValueError:
                 skipped["draw_failed"] += 1
                 continue

@@ -286,7 +286,7 @@ def duplicate_groups(
 
 def duplicate_issues(exact: Sequence[DuplicateGroup], near: Sequence[DuplicateGroup]) -> list[Issue]:
     """Issues for duplicate groups: one per extra file, plus label conflicts."""
-    out = []
+    out: list[Issue] = []
     for g in exact:
         rule = "label_conflict" if g.cross_class else "exact_duplicate"
         detail = f"same bytes as {g.paths[0]}" + (

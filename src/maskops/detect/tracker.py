@@ -226,8 +226,10 @@ class FaceTracker:
             )
         return Detections(
             xyxy=np.stack([t.box for t in tracks]),
-            confidence=[float(t.probs[t.settled] / max(t.probs.sum(), 1e-9)) for t in tracks],
-            class_id=[t.settled for t in tracks],
-            face_score=[t.face_score for t in tracks],
-            track_id=[t.track_id for t in tracks],
+            confidence=np.asarray(
+                [float(t.probs[t.settled] / max(t.probs.sum(), 1e-9)) for t in tracks], np.float32
+            ),
+            class_id=np.asarray([t.settled for t in tracks], np.int64),
+            face_score=np.asarray([t.face_score for t in tracks], np.float32),
+            track_id=np.asarray([t.track_id for t in tracks], np.int64),
         )

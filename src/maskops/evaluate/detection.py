@@ -176,13 +176,12 @@ class DetectionEvaluation:
         out: dict[str, dict[str, Any]] = {}
         for c, name in enumerate(self.class_names):
             curve = self.pr_curves.get(name)
-            has_points = curve is not None and curve.recall.size > 0
             out[name] = {
                 "ap50": float(self.ap50[c]),
                 "ap50_95": float(np.mean(self.ap[:, c])) if self.gt_counts[c] else float("nan"),
                 "gt": int(self.gt_counts[c]),
                 "predictions": int(self.pred_counts[c]),
-                "max_recall": float(curve.recall[-1]) if has_points else 0.0,
+                "max_recall": float(curve.recall[-1]) if curve is not None and curve.recall.size else 0.0,
             }
         return out
 

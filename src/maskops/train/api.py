@@ -115,7 +115,7 @@ def _bake_logit_bias(model: Any, delta: np.ndarray) -> None:
     with torch.no_grad():
         if head.bias is None:
             head.bias = torch.nn.Parameter(torch.zeros(head.out_features))
-        head.bias += torch.as_tensor(delta, dtype=head.bias.dtype)
+        head.bias.add_(torch.as_tensor(delta, dtype=head.bias.dtype))
 
 
 @dataclass

@@ -12,7 +12,7 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ class CheckpointError(ValueError):
 def capture_rng() -> dict[str, Any]:
     """The python, numpy and torch global RNG states as weights-only-loadable values."""
     py = random.getstate()
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple (default)
     return {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [

@@ -21,6 +21,7 @@ class RowLike(Protocol):
     path: str
     label: str
     split: str
+    source: str
 
 
 def default_manifest_path(prepared_dir: Path) -> Path:

@@ -314,7 +314,7 @@ def _build_trainer(
     teachers: Sequence[nn.Module] | None,
 ) -> _Trainer:
     fmt = _memory_format(channels_last)
-    model.to(memory_format=fmt)
+    model.to(memory_format=fmt)  # type: ignore[call-overload]  # torch's stub of Module.to omits memory_format
     sampler = _train_sampler(train_ds, cfg, spec.num_classes)
     drop_last = len(train_ds) > cfg.batch_size  # avoid a 1-sample batch in BatchNorm
     loader = DataLoader(
@@ -331,7 +331,7 @@ def _build_trainer(
     if cfg.distill is not None and teachers is None:
         teachers = load_teachers(cfg.distill.teachers, spec)
     for t in teachers or ():
-        t.to(memory_format=fmt)
+        t.to(memory_format=fmt)  # type: ignore[call-overload]
     return _Trainer(sampler, loader, steps, criterion, optimizer, scheduler, ema, list(teachers or ()), fmt)
 
 
