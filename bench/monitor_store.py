@@ -8,12 +8,30 @@ rate is also the writer's batch throughput. Each query runs ``--repeat`` times; 
 worst are printed. Target: <= 200 ms.
 
     .venv/bin/python bench/monitor_store.py stats [--faces 1000000] [--db sqlite,postgresql] [--json out.json]
+
+``overhead``: throughput of ``POST /v1/detect`` at concurrency 8 against ``maskops serve`` (a
+uvicorn subprocess on loopback, the shipped models, the 640x480 payload of ``bench/serve_load.py``)
+with the store off, on SQLite and on PostgreSQL, in interleaved rounds so the load of a shared
+machine hits every configuration alike. Target: store on >= 95 % of store off.
+
+``outage``: a PostgreSQL store stopped for ``--down`` seconds in the middle of a ``--seconds`` load
+run and started again. Every request carries its own ``X-Request-ID``; after the replay the store
+must hold every answered request exactly once and no request may fail.
+
+``kill``: ``kill -9`` of the server during load, then a restart on the same work dir (its spool):
+the store must hold every answered request but those still in the writer's memory at the kill, and
+none twice.
+
+    .venv/bin/python bench/monitor_store.py overhead [--rounds 3] [--seconds 20]
+    .venv/bin/python bench/monitor_store.py outage [--seconds 90] [--down 30]
+    .venv/bin/python bench/monitor_store.py kill [--seconds 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -157,6 +175,282 @@ def bench_stats(args: argparse.Namespace) -> dict:
     return results
 
 
+# ---- benches against the real server
+
+SERVE_LOAD = ROOT / "bench"
+
+
+def _serve_load():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(SERVE_LOAD))
+    import serve_load
+
+    return serve_load
+
+
+def _request(port: int, jpeg: bytes, request_id: str) -> bytes:
+    head_body = _serve_load().build_request(port, "/v1/detect", jpeg)
+    head, _, body = head_body.partition(b"\r\n\r\n")
+    return head + f"\r\nX-Request-ID: {request_id}".encode() + b"\r\n\r\n" + body
+
+
+async def _load(port: int, jpeg: bytes, concurrency: int, seconds: float, prefix: str) -> dict:
+    """Closed-loop load with one unique X-Request-ID per request; returns ids answered 200 and failures."""
+    import asyncio
+
+    sl = _serve_load()
+    ok: list[str] = []
+    failed: dict[str, int] = {}
+    latencies: list[float] = []
+    counter = iter(range(10**9))
+    end = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        reader = writer = None
+        while time.perf_counter() < end:
+            rid = f"{prefix}-{w}-{next(counter)}"
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                t0 = time.perf_counter()
+                writer.write(_request(port, jpeg, rid))
+                await writer.drain()
+                status, _, close = await asyncio.wait_for(sl._read_response(reader), 60)
+                if status == 200:
+                    ok.append(rid)
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                else:
+                    failed[str(status)] = failed.get(str(status), 0) + 1
+                if close:
+                    writer.close()
+                    reader = writer = None
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+                failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+                await asyncio.sleep(0.05)
+        if writer is not None:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    lat = np.asarray(latencies or [float("nan")])
+    return {
+        "ok_ids": ok,
+        "failed": failed,
+        "seconds": round(elapsed, 1),
+        "req_s": round(len(ok) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+    }
+
+
+def _start(port: int, env: dict[str, str], log: Path):  # type: ignore[no-untyped-def]
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return _serve_load().start_server("maskops", port, ROOT / "models", log)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _payload(args: argparse.Namespace) -> bytes:
+    return _serve_load().payload(args.data_dir, _serve_load().DEFAULT_IMAGE)
+
+
+def _stored_ids(url: str) -> list[str]:
+    from sqlalchemy import select
+
+    from maskops.monitor.schema import RequestRow
+
+    engine = open_store(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.scalars(select(RequestRow.request_id)))
+    finally:
+        engine.dispose()
+
+
+def _pg(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pgcluster import PgCluster, pg_bin_dir
+
+    bin_dir = pg_bin_dir()
+    if bin_dir is None:
+        sys.exit("PostgreSQL binaries not found: apt-get install postgresql")
+    cluster = PgCluster(bin_dir)
+    cluster.start()
+    return cluster
+
+
+def bench_overhead(args: argparse.Namespace) -> dict:
+    import asyncio
+
+    jpeg = _payload(args)
+    cluster = _pg(args) if "postgresql" in args.configs else None
+    work = Path(tempfile.mkdtemp(prefix="maskops-bench-overhead-"))
+    rows: dict[str, list[dict]] = {c: [] for c in args.configs}
+    pg_url = cluster.create_database("overhead") if cluster is not None else None
+    try:
+        for rnd in range(args.rounds):
+            for config in args.configs:
+                env = {"MASKOPS_WORK_DIR": str(work / config), "MASKOPS_STORE_PREDICTIONS": "true"}
+                if config == "off":
+                    env["MASKOPS_STORE_PREDICTIONS"] = "false"
+                elif config == "postgresql":
+                    assert pg_url is not None
+                    env["MASKOPS_DATABASE_URL"] = pg_url
+                port = _serve_load().free_port()
+                proc = _start(port, env, work / f"{config}-{rnd}.log")
+                try:
+                    asyncio.run(
+                        _serve_load().warm_up(port, _serve_load().build_request(port, "/v1/detect", jpeg), 20)
+                    )
+                    res = asyncio.run(_load(port, jpeg, 8, args.seconds, f"{config}{rnd}"))
+                finally:
+                    _serve_load().stop_server(proc)
+                res.pop("ok_ids")
+                rows[config].append(res)
+                print(
+                    f"round {rnd} {config:<10} {res['req_s']:6.1f} req/s  p50 {res['p50_ms']} ms  p99 {res['p99_ms']} ms  failed {res['failed']}",
+                    flush=True,
+                )
+    finally:
+        if cluster is not None:
+            cluster.remove()
+    summary = {c: round(statistics.median(r["req_s"] for r in rows[c]), 1) for c in args.configs}
+    if "off" in summary:
+        for c in args.configs:
+            if c != "off":
+                print(
+                    f"{c}: {summary[c]} req/s = {summary[c] / summary['off']:.1%} of store off ({summary['off']} req/s)"
+                )
+    return {"rounds": rows, "median_req_s": summary}
+
+
+def bench_outage(args: argparse.Namespace) -> dict:
+    import asyncio
+    import threading
+
+    jpeg = _payload(args)
+    cluster = _pg(args)
+    work = Path(tempfile.mkdtemp(prefix="maskops-bench-outage-"))
+    try:
+        url = cluster.create_database("outage")
+        port = _serve_load().free_port()
+        proc = _start(port, {"MASKOPS_WORK_DIR": str(work), "MASKOPS_DATABASE_URL": url}, work / "serve.log")
+        events: list[str] = []
+
+        def outage() -> None:
+            time.sleep(args.down_at)
+            cluster.stop()
+            events.append(f"stopped at {args.down_at} s")
+            time.sleep(args.down)
+            cluster.start()
+            events.append(f"started at {args.down_at + args.down} s")
+
+        try:
+            t = threading.Thread(target=outage)
+            t.start()
+            res = asyncio.run(_load(port, jpeg, 8, args.seconds, "outage"))
+            t.join()
+            ids = set(res["ok_ids"])
+            deadline = time.monotonic() + 120
+            stored: list[str] = []
+            while time.monotonic() < deadline:
+                stored = _stored_ids(url)
+                if len(stored) >= len(ids):
+                    break
+                time.sleep(1)
+            metrics = _metrics(port)
+        finally:
+            _serve_load().stop_server(proc)
+    finally:
+        cluster.remove()
+    out = {
+        "seconds": res["seconds"],
+        "answered": len(ids),
+        "failed": res["failed"],
+        "req_s": res["req_s"],
+        "stored": len(stored),
+        "stored_distinct": len(set(stored)),
+        "missing": len(ids - set(stored)),
+        "extra": len(set(stored) - ids),
+        "events": events,
+        "counters": metrics,
+    }
+    print(json.dumps(out, indent=2))
+    return out
+
+
+def _metrics(port: int) -> dict[str, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("maskops_store_records_") and "_created" not in line:
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def bench_kill(args: argparse.Namespace) -> dict:
+    import asyncio
+    import signal
+    import threading
+
+    jpeg = _payload(args)
+    work = Path(tempfile.mkdtemp(prefix="maskops-bench-kill-"))
+    url = f"sqlite:///{work / 'maskops.db'}"
+    env = {"MASKOPS_WORK_DIR": str(work), "MASKOPS_DATABASE_URL": url}
+    port = _serve_load().free_port()
+    proc = _start(port, env, work / "serve-1.log")
+
+    def killer() -> None:
+        time.sleep(args.seconds / 2)
+        proc.send_signal(signal.SIGKILL)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    res = asyncio.run(_load(port, jpeg, 8, args.seconds, "kill"))
+    t.join()
+    proc.wait()
+    ids = set(res["ok_ids"])
+    before_restart = set(_stored_ids(url))
+    proc = _start(port, env, work / "serve-2.log")  # replays the spool left by the killed process
+    try:
+        time.sleep(3)
+        after = _stored_ids(url)
+    finally:
+        _serve_load().stop_server(proc)
+    out = {
+        "answered_before_kill": len(ids),
+        "stored_before_restart": len(before_restart & ids),
+        "stored_after_restart": len(set(after) & ids),
+        "lost": len(ids - set(after)),
+        "duplicates": len(after) - len(set(after)),
+        "failed_requests": res["failed"],
+    }
+    print(json.dumps(out, indent=2))
+    return out
+
+
+def machine() -> str:
+    """CPU model, cores and Python version of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, python {platform.python_version()}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -170,12 +464,31 @@ def main() -> None:
     )
     stats.add_argument("--repeat", type=int, default=20)
     stats.add_argument("--json", type=Path, default=None)
+    data_dir = Path(os.environ.get("MASKOPS_DATA_DIR", ROOT.parent / "shared" / "datasets"))
+    overhead = sub.add_parser("overhead", help="throughput with the store off, on SQLite, on PostgreSQL")
+    overhead.add_argument("--configs", nargs="+", default=["off", "sqlite", "postgresql"])
+    overhead.add_argument("--rounds", type=int, default=3)
+    overhead.add_argument("--seconds", type=float, default=20.0)
+    outage = sub.add_parser("outage", help="PostgreSQL stopped and started during load")
+    outage.add_argument("--seconds", type=float, default=90.0)
+    outage.add_argument("--down-at", type=float, default=30.0)
+    outage.add_argument("--down", type=float, default=30.0)
+    kill = sub.add_parser("kill", help="kill -9 of the server during load, then a restart")
+    kill.add_argument("--seconds", type=float, default=20.0)
+    for p in (overhead, outage, kill):
+        p.add_argument("--data-dir", type=Path, default=data_dir)
+        p.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results = {
         "bench": args.bench,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
-        "results": bench_stats(args),
+        "machine": machine(),
+        "results": {
+            "stats": bench_stats,
+            "overhead": bench_overhead,
+            "outage": bench_outage,
+            "kill": bench_kill,
+        }[args.bench](args),
     }
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -132,3 +132,76 @@ def accuracy(
     finally:
         engine.dispose()
     typer.echo(json.dumps(asdict(report), indent=2))
+
+
+@app.command()
+def replay(
+    source: Path = typer.Argument(..., help="Image file or folder (searched recursively)."),
+    url: str = typer.Option(
+        None, "--url", help="The running service (e.g. http://127.0.0.1:8000); default: an app in process."
+    ),
+    rate: float = typer.Option(
+        None, "--rate", min=0.01, help="Images per second (default: as fast as answered)."
+    ),
+    transform: str = typer.Option(
+        None,
+        "--transform",
+        help="Changes on the way, in order: darken=0.5,blur=2,noise=8,scale=0.5,desaturate=1.",
+    ),
+    limit: int = typer.Option(None, "--limit", min=1, help="Stop after this many images."),
+    loop: bool = typer.Option(False, "--loop", help="Start over at the end of the folder (until --limit)."),
+    site: str = typer.Option(None, "--site", help="Site tag sent with every image (X-Site)."),
+    api_key: str = typer.Option(None, "--api-key", envvar="MASKOPS_API_KEY", help="API key of the service."),
+) -> None:
+    """Send a folder of images through the service to simulate traffic (every answer is recorded)."""
+    from maskops.monitor.replay import http_sender, image_files, parse_transforms
+    from maskops.monitor.replay import replay as run_replay
+
+    try:
+        transforms = parse_transforms(transform)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    files = image_files(source)
+    if not files:
+        raise _fail(ValueError(f"no image files found in {source}"))
+    if url:
+        summary = run_replay(
+            files,
+            http_sender(url, site=site, api_key=api_key),
+            rate=rate,
+            transforms=transforms,
+            limit=limit,
+            loop=loop,
+        )
+    else:
+        summary = _replay_in_process(files, rate, transforms, limit, loop, site)
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(summary.statuses.items()))
+    typer.echo(
+        f"sent {summary.sent} image(s) in {summary.elapsed_s:.1f} s ({summary.rate:.1f}/s); "
+        f"answered 200: {summary.ok}; statuses {statuses or '-'}"
+    )
+    for line in summary.unreadable:
+        typer.echo(f"skipped: {line}", err=True)
+    if summary.ok < summary.sent:
+        raise typer.Exit(code=1)
+
+
+def _replay_in_process(files, rate, transforms, limit, loop, site):  # type: ignore[no-untyped-def]
+    """The service as an app in this process (``fastapi.testclient``: needs httpx, the dev extra)."""
+    try:
+        from fastapi.testclient import TestClient
+    except ImportError as exc:  # pragma: no cover - the dev extra installs httpx
+        raise _fail(
+            ValueError(f"replay in process needs httpx (pip install -e '.[dev]'), or use --url: {exc}")
+        ) from None
+    from maskops.monitor.replay import replay as run_replay
+    from maskops.serve.app import create_app
+
+    headers = {"X-Site": site} if site else {}
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+
+        def send(data: bytes, name: str) -> int:
+            r = client.post("/v1/detect", files={"file": (name, data, "image/jpeg")}, headers=headers)
+            return r.status_code
+
+        return run_replay(files, send, rate=rate, transforms=transforms, limit=limit, loop=loop)
