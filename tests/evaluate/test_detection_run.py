@@ -178,3 +178,26 @@ def test_predict_with_wrong_probs_shape_is_named(voc: Path) -> None:
     bad = Scored(PREDICTIONS[64].detections, np.zeros((2, 2)))
     with pytest.raises(ValueError, match="probs of shape"):
         evaluate_detection(lambda _img: bad, items, CLASSES, progress=False)
+
+
+def test_select_voc_sources_by_name_all_and_unknown() -> None:
+    from maskops.config import TaskConfig
+    from maskops.evaluate.detection_run import DetectionDataError, select_voc_sources
+
+    cfg = TaskConfig.model_validate(
+        {
+            "name": "t",
+            "kind": "detection",
+            "classes": ["with_mask", "without_mask"],
+            "sources": [
+                {"name": "voc-a", "kind": "voc", "path": "a", "splits_file": "splits.json", "crop": "boxes"},
+                {"name": "photos", "kind": "folder", "path": "p", "crop": "face"},
+                {"name": "voc-b", "kind": "voc", "path": "b", "splits_file": "splits.json", "crop": "boxes"},
+            ],
+        }
+    )
+    assert [s.name for s in select_voc_sources(cfg, None)] == ["voc-a"]
+    assert [s.name for s in select_voc_sources(cfg, "voc-b")] == ["voc-b"]
+    assert [s.name for s in select_voc_sources(cfg, "all")] == ["voc-a", "voc-b"]
+    with pytest.raises(DetectionDataError, match=r"no VOC source 'photos'; valid: voc-a, voc-b, all"):
+        select_voc_sources(cfg, "photos")

@@ -157,3 +157,36 @@ def test_write_detection_report(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert data["map50"] == pytest.approx(0.5)
     assert data["per_class"]["c"]["ap50"] is None
     assert "| a | 1.0000 |" in paths["markdown"].read_text()
+
+
+def test_slice_metrics_recall_per_class_counts() -> None:
+    from maskops.evaluate.report import slice_metrics
+
+    y_true = [0, 0, 2, 2, 2, 1, 0, 2]
+    y_pred = [0, 1, 2, 0, 2, 1, 0, 2]
+    b = ["voc", "voc", "voc", "voc", "ilc", "ilc", "ilc", "ilc"]
+    out = slice_metrics(y_true, y_pred, b, 3, class_names=["a", "b", "c"])
+    assert out["voc"]["recall"] == {
+        "a": {"recall": 0.5, "hits": 1, "support": 2},
+        "c": {"recall": 0.5, "hits": 1, "support": 2},
+    }
+    assert out["ilc"]["recall"]["c"] == {"recall": 1.0, "hits": 2, "support": 2}
+    assert "b" in out["ilc"]["recall"] and "b" not in out["voc"]["recall"]
+    assert "recall" not in slice_metrics(y_true, y_pred, b, 3)["voc"]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("facemask-voc", "facemask-voc"),
+        ("synth_under_nose:facemask-ilc2021", "facemask-ilc2021"),
+        ("facemask-photos:whole", "facemask-photos"),
+        ("", ""),
+    ],
+)
+def test_row_source(source: str, expected: str) -> None:
+    from types import SimpleNamespace
+
+    from maskops.evaluate.run import row_source
+
+    assert row_source(SimpleNamespace(source=source)) == expected

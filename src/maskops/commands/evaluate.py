@@ -55,6 +55,12 @@ def register(app: typer.Typer) -> None:
         oracle: bool = typer.Option(
             False, "--oracle-labels", help="--detection: label faces from the ground truth (detector only)."
         ),
+        dataset: str = typer.Option(
+            None,
+            "--dataset",
+            help="--detection: the task's VOC source to evaluate on (facemask-voc, facemask-ilc2021, "
+            "or all; default: the first).",
+        ),
         limit: int = typer.Option(None, "--limit", min=1, help="--detection: first N images only."),
         min_map: float = typer.Option(
             None, "--min-map", help="--detection: exit with code 1 when mAP@0.5 is below this value."
@@ -78,6 +84,7 @@ def register(app: typer.Typer) -> None:
                 multi_label=multi_label,
                 face_score=face_score,
                 oracle=oracle,
+                dataset=dataset,
                 limit=limit,
                 min_map=min_map,
             )
@@ -141,6 +148,7 @@ def _evaluate_detection(
     multi_label: bool,
     face_score: float,
     oracle: bool,
+    dataset: str | None,
     limit: int | None,
     min_map: float | None,
 ) -> None:
@@ -153,7 +161,8 @@ def _evaluate_detection(
     err = Console(stderr=True, soft_wrap=True)
     detector = detector or DEFAULT_DETECTOR
     name = "oracle" if oracle else (model.stem if model else task)
-    out = out or Settings().work_dir / "reports" / task / f"detection-{detector}-{name}-{split}"
+    where = f"-{dataset}" if dataset else ""
+    out = out or Settings().work_dir / "reports" / task / f"detection-{detector}-{name}{where}-{split}"
     try:
         run = evaluate_task_detection(
             task,
@@ -165,6 +174,7 @@ def _evaluate_detection(
             multi_label=multi_label,
             face_score=face_score,
             oracle=oracle,
+            dataset=dataset,
             limit=limit,
         )
     except (FileNotFoundError, ValueError) as exc:
@@ -172,7 +182,8 @@ def _evaluate_detection(
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(code=2) from exc
     ev = run.evaluation
-    table = Table(title=f"{task} / {split} detection ({ev.num_images} images, detector {detector})")
+    sources = ", ".join(run.info.get("sources", []))
+    table = Table(title=f"{task} / {sources} {split} detection ({ev.num_images} images, detector {detector})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("mAP@0.5", f"{ev.map50:.4f}")

@@ -61,6 +61,7 @@ __all__ = [
     "relabel_oracle",
     "score_faces",
     "score_run",
+    "select_voc_sources",
     "write_detection_run",
 ]
 
@@ -560,12 +561,38 @@ def relabel_oracle(run: DetectionRun, class_names: Sequence[str], **score_kw: An
     return out
 
 
+def select_voc_sources(cfg: Any, dataset: str | None) -> list[Any]:
+    """The VOC sources (with a splits file) of task config ``cfg`` that ``dataset`` names.
+
+    ``None`` gives the first one, ``all`` every one, otherwise the one whose name (or folder) is
+    ``dataset``.
+
+    Raises:
+        DetectionDataError: the task has no such source (the message lists the valid names).
+    """
+    sources = [s for s in cfg.sources if s.kind == "voc" and s.splits_file]
+    if not sources:
+        raise DetectionDataError(
+            f"task {cfg.name!r} has no VOC source with a splits_file to evaluate detection on"
+        )
+    if dataset is None:
+        return sources[:1]
+    if dataset == "all":
+        return sources
+    chosen = [s for s in sources if dataset in (s.name, s.path)]
+    if not chosen:
+        valid = ", ".join([*(s.name for s in sources), "all"])
+        raise DetectionDataError(f"task {cfg.name!r} has no VOC source {dataset!r}; valid: {valid}")
+    return chosen
+
+
 def evaluate_task_detection(
     task: str,
     *,
     model_path: str | Path | None = None,
     detector: str = DEFAULT_DETECTOR,
     split: str = "test",
+    dataset: str | None = None,
     out_dir: str | Path | None = None,
     scoring: str = "face_x_class",
     multi_label: bool = False,
@@ -582,6 +609,8 @@ def evaluate_task_detection(
             Not needed with ``oracle``.
         detector: registered face detector name.
         split: the split to evaluate (report on ``test``, tune on ``val``).
+        dataset: the task's VOC source to evaluate on, by name (``facemask-voc``, ``facemask-ilc2021``),
+            or ``all`` for every VOC source with a splits file together; default: the first one.
         out_dir: where to write the report (nothing written when ``None``).
         scoring, multi_label: see the module docs.
         face_score: the detector's score threshold (``None``: its default).
@@ -600,20 +629,20 @@ def evaluate_task_detection(
     cfg = load_task(task, settings)
     if cfg.kind != "detection":
         raise DetectionDataError(f"task {task!r} is a {cfg.kind} task; --detection needs a detection task")
-    sources = [s for s in cfg.sources if s.kind == "voc" and s.splits_file]
-    if not sources:
-        raise DetectionDataError(
-            f"task {task!r} has no VOC source with a splits_file to evaluate detection on"
+    sources = select_voc_sources(cfg, dataset)
+    items: list[VocImage] = []
+    roots = []
+    for src in sources:
+        root = resolve_source_path(src, settings)
+        roots.append(str(root))
+        items += load_voc_split(
+            root, split, cfg.classes, splits_file=src.splits_file or "", label_map=src.label_map, limit=limit
         )
-    src = sources[0]
-    root = resolve_source_path(src, settings)
-    items = load_voc_split(
-        root, split, cfg.classes, splits_file=src.splits_file or "", label_map=src.label_map, limit=limit
-    )
     det = build_face_detector(detector, face_score)
     info: dict[str, Any] = {
         "task": task,
-        "dataset": str(root),
+        "dataset": ", ".join(roots),
+        "sources": [src.name for src in sources],
         "split": split,
         "detector": detector,
         "face_score_threshold": face_score,

@@ -98,9 +98,14 @@ def _gray_mean(img: np.ndarray) -> float:
 
 
 def slice_metrics(
-    y_true: Any, y_pred: Any, buckets: Any, num_classes: int, order: Sequence[str] | None = None
-) -> dict[str, dict[str, float | int]]:
-    """Accuracy, macro-F1 and n per bucket.
+    y_true: Any,
+    y_pred: Any,
+    buckets: Any,
+    num_classes: int,
+    order: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Accuracy, macro-F1 and n per bucket (and, with ``class_names``, recall per class).
 
     Args:
         y_true: (n,) true class ids.
@@ -109,9 +114,11 @@ def slice_metrics(
         num_classes: C, to check the class ids. Within a bucket, macro-F1 averages the classes that occur
             there (true or predicted), so a bucket without the rare class is not punished for its absence.
         order: bucket display order; unknown extra buckets follow, sorted.
+        class_names: when given, each bucket also has ``"recall": {class: {"recall", "hits", "support"}}``
+            for the classes present in it (recall is ``nan`` never: absent classes are left out).
 
     Returns:
-        ``{bucket: {"n", "accuracy", "macro_f1"}}``.
+        ``{bucket: {"n", "accuracy", "macro_f1"[, "recall"]}}``.
     """
     t = np.asarray(y_true, np.int64).reshape(-1)
     p = np.asarray(y_pred, np.int64).reshape(-1)
@@ -125,7 +132,9 @@ def slice_metrics(
         )
     present = [str(v) for v in dict.fromkeys(b.tolist())]
     names = [o for o in (order or []) if o in present] + sorted(set(present) - set(order or []))
-    out: dict[str, dict[str, float | int]] = {}
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names has {len(class_names)} names for {num_classes} classes")
+    out: dict[str, dict[str, Any]] = {}
     for name in names:
         sel = b == name
         tt, pp = t[sel], p[sel]
@@ -133,6 +142,14 @@ def slice_metrics(
         remap = {c: i for i, c in enumerate(classes.tolist())}
         f1 = macro_f1([remap[c] for c in tt.tolist()], [remap[c] for c in pp.tolist()], max(len(classes), 1))
         out[name] = {"n": int(sel.sum()), "accuracy": accuracy(tt, pp), "macro_f1": f1}
+        if class_names is not None:
+            recall: dict[str, dict[str, float | int]] = {}
+            for c, cname in enumerate(class_names):
+                support = int((tt == c).sum())
+                if support:
+                    hits = int(((tt == c) & (pp == c)).sum())
+                    recall[cname] = {"recall": hits / support, "hits": hits, "support": support}
+            out[name]["recall"] = recall
     return out
 
 
@@ -231,7 +248,8 @@ def build_classification_report(
         y_true: (n,) true class ids.
         y_prob: (n, C) calibrated probabilities (the model's output as served).
         class_names: C names in class-id order.
-        slices: ``{slice_name: (n,) bucket labels}``; each gives accuracy / macro-F1 / n per bucket.
+        slices: ``{slice_name: (n,) bucket labels}``; each gives accuracy / macro-F1 / n per bucket (the
+            ``source`` slice, one bucket per data source, also recall per class).
         probs_uncalibrated: optional (n, C) probabilities before temperature scaling.
         info: context copied into the report (task, model, split …).
         n_bins: calibration bins.
@@ -273,7 +291,11 @@ def build_classification_report(
         if b.size != t.size:
             raise ValueError(f"slice {slice_name!r} has {b.size} labels but there are {t.size} samples")
         order = {"size": SIZE_BUCKETS, "brightness": BRIGHTNESS_BUCKETS}.get(slice_name)
-        report.slices[slice_name] = slice_metrics(t, y_pred, b, len(names), order=order)
+        # per-class recall where a bucket is a whole test set (the rare class's count matters there)
+        per_class = names if slice_name == "source" else None
+        report.slices[slice_name] = slice_metrics(
+            t, y_pred, b, len(names), order=order, class_names=per_class
+        )
     if sample_names is not None:
         if len(sample_names) != t.size:
             raise ValueError(f"sample_names has {len(sample_names)} names but there are {t.size} samples")
@@ -384,14 +406,25 @@ def _markdown(report: ClassificationReport) -> str:
         lines.append(f"ECE {_fmt(report.ece_after)}.")
     lines += ["", "![reliability diagram](reliability.png)", ""]
     for slice_name, buckets in report.slices.items():
+        with_recall = any("recall" in s for s in buckets.values())
         lines += [
             f"## Slice: {slice_name}",
             "",
-            "| bucket | n | accuracy | macro-F1 |",
-            "| --- | --- | --- | --- |",
+            "| bucket | n | accuracy | macro-F1 |" + (" recall per class (found/n) |" if with_recall else ""),
+            "| --- | --- | --- | --- |" + (" --- |" if with_recall else ""),
         ]
         for bucket, s in buckets.items():
-            lines.append(f"| {bucket} | {s['n']} | {_fmt(s['accuracy'])} | {_fmt(s['macro_f1'])} |")
+            row = f"| {bucket} | {s['n']} | {_fmt(s['accuracy'])} | {_fmt(s['macro_f1'])} |"
+            if with_recall:
+                per = s.get("recall", {})
+                row += (
+                    " "
+                    + "; ".join(
+                        f"{c} {_fmt(r['recall'], 3)} ({r['hits']}/{r['support']})" for c, r in per.items()
+                    )
+                    + " |"
+                )
+            lines.append(row)
         lines.append("")
     lines += ["## Curves", "", "![ROC](roc.png) ![PR](pr.png)", ""]
     if report.errors:

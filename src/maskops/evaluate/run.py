@@ -27,7 +27,7 @@ from maskops.evaluate.report import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvaluationError", "EvaluationRun", "box_wh", "evaluate_classifier", "predict_rows"]
+__all__ = ["EvaluationError", "EvaluationRun", "box_wh", "evaluate_classifier", "predict_rows", "row_source"]
 
 
 class EvaluationError(ValueError):
@@ -47,6 +47,8 @@ class EvaluationRun:
         y_true: (k,) true class ids of the evaluated (decoded) rows.
         y_prob: (k, C) their calibrated probabilities.
         face_side: (k,) shorter side of each row's ``box`` in pixels (``nan`` where the row has none).
+        source: (k,) data source of each row (the manifest's ``source`` up to its first ``:``; ``""``
+            where the manifest has no such column).
     """
 
     report: ClassificationReport
@@ -57,6 +59,7 @@ class EvaluationRun:
     y_true: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     y_prob: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float64))
     face_side: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
 
 
 def _chunks(n: int, size: int, description: str) -> Iterator[tuple[int, int]]:
@@ -181,6 +184,16 @@ def _label_ids(rows: Sequence[Any], class_names: Sequence[str], manifest: Path) 
     return np.asarray([index[r.label] for r in rows], np.int64)
 
 
+def row_source(row: Any) -> str:
+    """The data source of a manifest row: ``facemask-voc`` for ``facemask-voc`` and ``synth_x:facemask-voc``.
+
+    Synthetic rows name their origin after the colon; a derived row (``facemask-photos:whole``) its
+    source before it. Rows without a ``source`` field give ``""``.
+    """
+    parts = str(getattr(row, "source", "") or "").split(":")
+    return parts[1] if parts[0].startswith("synth_") and len(parts) > 1 else parts[0]
+
+
 def evaluate_classifier(
     model_path: str | Path,
     manifest_path: str | Path,
@@ -256,6 +269,9 @@ def evaluate_classifier(
         known = [i for i, v in enumerate(kept_wh) if v is not None]
         sizes[known] = size_bucket(np.asarray([kept_wh[i] for i in known], np.float64))
         slices = {"size": sizes, **slices}
+    sources = np.asarray([row_source(rows[i]) for i in kept], dtype=object)
+    if len(set(sources.tolist())) > 1:
+        slices = {"source": sources, **slices}
     info = {
         "task": task,
         "model": str(model_path),
@@ -284,6 +300,7 @@ def evaluate_classifier(
         y_true=y,
         y_prob=np.asarray(probs, np.float64),
         face_side=side,
+        source=sources,
     )
     if out_dir is not None:
         from maskops.evaluate.report import write_report
