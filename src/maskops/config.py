@@ -49,6 +49,17 @@ class Settings(BaseSettings):
         "(default: SQLite at <work_dir>/maskops.db)",
     )
     store_predictions: bool = Field(default=True, description="record every served prediction in the store")
+    store_faces: Literal["off", "hard"] = Field(
+        default="off",
+        description="face pixels in the store: off (none), or hard (crops of hard cases only, for review; "
+        "deleted with their rows by maskops monitor prune)",
+    )
+    hard_case_confidence: float = Field(
+        default=0.6, gt=0, le=1, description="a face answered uncertain or below this top probability is hard"
+    )
+    hard_case_rate: float = Field(
+        default=1.0, ge=0, le=1, description="share of hard cases whose crop is kept"
+    )
 
     @field_validator("database_url")
     @classmethod

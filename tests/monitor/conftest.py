@@ -5,23 +5,15 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from monitor_helpers import make_record
 from pgcluster import PgCluster, pg_bin_dir
 from sqlalchemy import Engine
 
 from maskops.monitor.db import open_store
-from maskops.monitor.records import FaceRecord, PredictionRecord
-
-T0 = datetime(2026, 12, 1, 9, 0, 0)
-PROBS = {
-    "with_mask": {"with_mask": 0.9, "without_mask": 0.07, "mask_weared_incorrect": 0.03},
-    "without_mask": {"with_mask": 0.05, "without_mask": 0.9, "mask_weared_incorrect": 0.05},
-    "mask_weared_incorrect": {"with_mask": 0.2, "without_mask": 0.1, "mask_weared_incorrect": 0.7},
-    "uncertain": {"with_mask": 0.4, "without_mask": 0.35, "mask_weared_incorrect": 0.25},
-}
+from maskops.monitor.records import PredictionRecord
 
 
 @pytest.fixture(scope="session")
@@ -67,48 +59,6 @@ def store(store_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
-def make_record(
-    request_id: str,
-    labels: tuple[str, ...] = ("with_mask",),
-    *,
-    created_at: datetime = T0,
-    site: str | None = None,
-    source: str = "api",
-    latency_ms: float = 20.0,
-) -> PredictionRecord:
-    """A record with one face per label (``uncertain`` faces get a reason)."""
-    faces = tuple(
-        FaceRecord(
-            box=(10.0 * i, 5.0, 10.0 * i + 40.0, 55.0),
-            face_score=0.9,
-            probabilities=PROBS[label],
-            label=label,
-            uncertain_reason="low_confidence" if label == "uncertain" else None,
-        )
-        for i, label in enumerate(labels)
-    )
-    return PredictionRecord(
-        request_id=request_id,
-        created_at=created_at,
-        source=source,
-        latency_ms=latency_ms,
-        width=640,
-        height=480,
-        site=site,
-        model_name="facemask",
-        model_version="abc123",
-        detector="yunet_cal",
-        detector_version="def456",
-        stages_ms={"decode": 1.0, "detect": 5.0, "classify": 2.0},
-        quality={"brightness": 0.5, "contrast": 0.2, "sharpness": 100.0, "saturation": 0.3},
-        faces=faces,
-    )
-
-
 @pytest.fixture
 def record_factory() -> Callable[..., PredictionRecord]:
     return make_record
-
-
-def minutes(n: float) -> timedelta:
-    return timedelta(minutes=n)

@@ -4,9 +4,9 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
+from monitor_helpers import T0, make_record
 from sqlalchemy.engine import Engine
 
-from conftest import T0, make_record
 from maskops.monitor.feedback import InvalidLabel, UnknownFace, add_feedback, measured_accuracy
 from maskops.monitor.prune import parse_period, prune, store_counts
 from maskops.monitor.schema import LATENCY_BIN_RATIO, latency_bin
@@ -134,7 +134,7 @@ def test_prune_deletes_old_rows_and_keeps_rollups(store: Engine) -> None:
     add_feedback(store, request_id="old", face_index=0, true_label="with_mask")
     result = prune(store, parse_period("30d"), now=T0)
     assert (result.requests, result.faces, result.feedback) == (1, 2, 1)
-    assert store_counts(store) == {"requests": 1, "faces": 1, "feedback": 0}
+    assert store_counts(store) == {"requests": 1, "faces": 1, "feedback": 0, "face_crops": 0}
     assert business_stats(store, T0 - timedelta(days=41), T0, bucket="day").total.requests == 2
 
 

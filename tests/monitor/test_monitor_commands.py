@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import typer
+from monitor_helpers import make_record
 from typer.testing import CliRunner
 
-from conftest import make_record
 from maskops.commands import monitor as monitor_cmd
 from maskops.commands import stats as stats_cmd
 from maskops.monitor.db import open_store
@@ -89,14 +89,14 @@ def test_prune_and_accuracy(filled: str) -> None:
     assert out.exit_code == 0, out.output
     assert "deleted 1 request(s), 1 face(s)" in out.stdout
     engine = open_store(filled)
-    assert store_counts(engine) == {"requests": 2, "faces": 3, "feedback": 1}
+    assert store_counts(engine) == {"requests": 2, "faces": 3, "feedback": 1, "face_crops": 0}
     engine.dispose()
 
 
 def test_migrate(tmp_path: Path) -> None:
     out = CliRunner().invoke(cli(), ["monitor", "migrate", "--db", f"sqlite:///{tmp_path / 'new.db'}"])
     assert out.exit_code == 0, out.output
-    assert "revision 0002" in out.stdout
+    assert "revision 0003" in out.stdout
 
 
 def test_window_parsing() -> None:

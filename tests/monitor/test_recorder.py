@@ -4,9 +4,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from monitor_helpers import make_record
 from sqlalchemy import func, select
 
-from conftest import make_record
 from maskops.config import Settings
 from maskops.monitor.recorder import PredictionStore, spool_dir
 from maskops.monitor.schema import RequestRow

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from monitor_helpers import make_record
 from sqlalchemy import select
 
-from conftest import make_record
 from maskops.monitor.schema import FaceRow, RequestRow
 from maskops.monitor.store import write_records
 from maskops.serve.app import create_app

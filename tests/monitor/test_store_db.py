@@ -20,7 +20,16 @@ from maskops.monitor.records import FaceRecord, PredictionRecord
 from maskops.monitor.schema import FaceRow, HourlyFaces, HourlyRequests, RequestRow
 from maskops.monitor.store import epoch_hour, write_records
 
-TABLES = {"requests", "faces", "feedback", "hourly_requests", "hourly_faces", "daily_requests", "daily_faces"}
+TABLES = {
+    "requests",
+    "faces",
+    "feedback",
+    "hourly_requests",
+    "hourly_faces",
+    "daily_requests",
+    "daily_faces",
+    "face_crops",
+}
 
 
 def test_migrations_up_down_up(store_url: str) -> None:
@@ -28,7 +37,7 @@ def test_migrations_up_down_up(store_url: str) -> None:
     try:
         upgrade(engine)
         assert set(inspect(engine).get_table_names()) >= TABLES
-        assert current_revision(engine) == "0002"
+        assert current_revision(engine) == "0003"
         downgrade(engine)
         assert not TABLES & set(inspect(engine).get_table_names())
         assert current_revision(engine) is None

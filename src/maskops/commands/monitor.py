@@ -205,3 +205,28 @@ def _replay_in_process(files, rate, transforms, limit, loop, site):  # type: ign
             return r.status_code
 
         return run_replay(files, send, rate=rate, transforms=transforms, limit=limit, loop=loop)
+
+
+@app.command("export-reviewed")
+def export_reviewed(
+    out: Path = typer.Option(
+        ..., "--out", help="Folder to write: one sub-folder per class (a folder source)."
+    ),
+    db: str = DB,
+) -> None:
+    """Write the reviewed hard-case crops as <out>/<class>/<request>_<face>.jpg for the next training run.
+
+    Add the folder to a task config as a source (kind: folder); `maskops data validate` checks it."""
+    from maskops.monitor.review import export_reviewed as export
+
+    try:
+        engine = open_for_cli(db)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    try:
+        counts = export(engine, out)
+    finally:
+        engine.dispose()
+    total = sum(counts.values())
+    per_class = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+    typer.echo(f"wrote {total} reviewed crop(s) to {out} ({per_class})")

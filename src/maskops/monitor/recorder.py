@@ -18,11 +18,19 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from maskops.config import Settings
+from maskops.monitor.capture import HardCasePolicy
 from maskops.monitor.db import make_engine, upgrade
 from maskops.monitor.records import PredictionRecord
 from maskops.monitor.writer import UNREACHABLE, StoreWriter, WriterStatus
 
 logger = logging.getLogger(__name__)
+
+
+def hard_case_policy(settings: Settings) -> HardCasePolicy | None:
+    """The crops policy of ``MASKOPS_STORE_FACES`` (None: no pixels are kept)."""
+    if settings.store_faces != "hard":
+        return None
+    return HardCasePolicy(confidence=settings.hard_case_confidence, rate=settings.hard_case_rate)
 
 
 def spool_dir(work_dir: Path) -> Path:
@@ -34,9 +42,16 @@ class PredictionStore:
     """Engine + writer; ``record`` never blocks on the database."""
 
     def __init__(
-        self, url: str, spool: Path, *, registry: CollectorRegistry | None = None, **writer_options: object
+        self,
+        url: str,
+        spool: Path,
+        *,
+        registry: CollectorRegistry | None = None,
+        hard_cases: HardCasePolicy | None = None,
+        **writer_options: object,
     ) -> None:
         self.url = url
+        self.hard_cases = hard_cases  # crops of hard cases are kept only with a policy
         self.engine: Engine = make_engine(url)
         self._migrated = False
         self.writer = StoreWriter(
@@ -48,10 +63,14 @@ class PredictionStore:
         )
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, *, registry: CollectorRegistry | None = None
-    ) -> PredictionStore:
-        return cls(settings.store_url(), spool_dir(settings.work_dir), registry=registry)
+    def from_settings(cls, settings: Settings, **options: Any) -> PredictionStore:
+        """The store of ``settings``: its URL, the work dir's spool and the hard-case policy."""
+        return cls(
+            settings.store_url(),
+            spool_dir(settings.work_dir),
+            hard_cases=hard_case_policy(settings),
+            **options,
+        )
 
     def migrate(self) -> None:
         if not self._migrated:

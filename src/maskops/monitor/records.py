@@ -36,6 +36,7 @@ class FaceRecord:
         label: the answered label (a class name, or ``uncertain``).
         uncertain_reason: why the face was answered ``uncertain`` (None otherwise).
         embedding: compact embedding (float16 bytes) when the classifier exports one.
+        crop: JPEG of the face, kept for hard cases only when ``MASKOPS_STORE_FACES=hard``.
     """
 
     box: tuple[float, float, float, float]
@@ -44,6 +45,7 @@ class FaceRecord:
     label: str
     uncertain_reason: str | None = None
     embedding: bytes | None = None
+    crop: bytes | None = None
 
     @property
     def size(self) -> float:
@@ -104,8 +106,9 @@ class PredictionRecord:
         data: dict[str, Any] = asdict(self)
         data["created_at"] = self.created_at.isoformat()
         for face in data["faces"]:
-            if face["embedding"] is not None:
-                face["embedding"] = base64.b64encode(face["embedding"]).decode("ascii")
+            for key in ("embedding", "crop"):
+                if face[key] is not None:
+                    face[key] = base64.b64encode(face[key]).decode("ascii")
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -125,6 +128,7 @@ class PredictionRecord:
                     label=f["label"],
                     uncertain_reason=f.get("uncertain_reason"),
                     embedding=None if f.get("embedding") is None else base64.b64decode(f["embedding"]),
+                    crop=None if f.get("crop") is None else base64.b64decode(f["crop"]),
                 )
                 for f in data.pop("faces")
             )

@@ -159,3 +159,23 @@ class DailyFaces(Base):
     source: Mapped[str] = mapped_column(String(16), primary_key=True)
     label: Mapped[str] = mapped_column(String(64), primary_key=True)
     faces: Mapped[int] = mapped_column(Integer)
+
+
+class FaceCropRow(Base):
+    """The JPEG crop of a hard case (only with ``MASKOPS_STORE_FACES=hard``), for review."""
+
+    __tablename__ = "face_crops"
+
+    request_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    face_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["request_id", "face_index"],
+            ["faces.request_id", "faces.face_index"],
+            ondelete="CASCADE",
+            name="fk_face_crops_face",
+        ),
+    )

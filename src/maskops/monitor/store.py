@@ -18,6 +18,7 @@ from maskops.monitor.records import PredictionRecord
 from maskops.monitor.schema import (
     DailyFaces,
     DailyRequests,
+    FaceCropRow,
     FaceRow,
     HourlyFaces,
     HourlyRequests,
@@ -110,6 +111,19 @@ def insert_records(conn: Connection, records: Sequence[PredictionRecord]) -> int
                 index_elements=["request_id", "face_index"]
             ),
             faces,
+        )
+    crops = [
+        {"request_id": r.request_id, "face_index": i, "created_at": r.created_at, "jpeg": f.crop}
+        for r in new
+        for i, f in enumerate(r.faces)
+        if f.crop is not None
+    ]
+    if crops:
+        conn.execute(
+            _insert(conn, FaceCropRow.__table__).on_conflict_do_nothing(
+                index_elements=["request_id", "face_index"]
+            ),
+            crops,
         )
     _add_rollups(conn, new)
     return len(new)

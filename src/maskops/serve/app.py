@@ -30,6 +30,7 @@ from maskops.serve.routes import (
     models,
     monitoring,
     pages,
+    review,
     stream,
 )
 from maskops.serve.routes.pages import STATIC_DIR
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.prediction_store = None  # started in lifespan (maskops.serve.recording)
 
     install_error_handlers(app)
-    for r in (health, detect, classify, models, monitoring, feedback, stream, compat, pages, docs):
+    for r in (health, detect, classify, models, monitoring, feedback, review, stream, compat, pages, docs):
         app.include_router(r.router)
     # before /static, which would otherwise take /static/vendor/... too
     app.mount(docs.VENDOR_URL, StaticFiles(directory=docs.VENDOR_DIR), name="vendor")

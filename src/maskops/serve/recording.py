@@ -19,7 +19,7 @@ from starlette.requests import HTTPConnection
 from maskops.config import Settings
 from maskops.monitor.capture import build_record
 from maskops.monitor.features import image_quality
-from maskops.monitor.recorder import PredictionStore, spool_dir
+from maskops.monitor.recorder import PredictionStore
 from maskops.monitor.stats import StatsReport, business_stats, report_dict, resolve_window
 from maskops.monitor.writer import WriterCounters
 from maskops.serve.errors import ApiError
@@ -39,7 +39,9 @@ def start_store(settings: Settings, counters: WriterCounters) -> PredictionStore
     if not settings.store_predictions:
         logger.info("prediction store off (MASKOPS_STORE_PREDICTIONS=false)")
         return None
-    store = PredictionStore(settings.store_url(), spool_dir(settings.work_dir), counters=counters).start()
+    if settings.store_faces == "hard":
+        logger.info("face crops of hard cases are kept for review (MASKOPS_STORE_FACES=hard)")
+    store = PredictionStore.from_settings(settings, counters=counters).start()
     logger.info("prediction store: %s", store.engine.url.render_as_string(hide_password=True))
     return store
 
@@ -95,6 +97,8 @@ def record_detection(
             model_name=model.name,
             model_version=model.version,
             detector=settings.detector,
+            image=image.image,
+            hard_cases=store.hard_cases,
         )
     except Exception:  # recording must never fail the request it records
         logger.exception("could not build the prediction record")

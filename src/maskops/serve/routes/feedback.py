@@ -30,6 +30,7 @@ class FeedbackRequest(BaseModel):
     )
     face_index: int = Field(ge=0, le=MAX_FACE_INDEX, description="the face's position in the answer's faces")
     label: TrueLabel = Field(description="the true class, or not_a_face for a wrong detection")
+    origin: Literal["api", "review"] = Field(default="api", description="who answered: a client, or /review")
 
 
 class FeedbackResponse(BaseModel):
@@ -63,6 +64,7 @@ async def feedback(body: FeedbackRequest, store: StoreDep, _caller: PredictCalle
             request_id=body.request_id,
             face_index=body.face_index,
             true_label=body.label,
+            origin=body.origin,
         )
     except OperationalError:
         raise ApiError(
