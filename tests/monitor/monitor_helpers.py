@@ -85,12 +85,12 @@ def three_faces() -> Result:
     return Result(det, probs, [None, None, "low_confidence"])
 
 
-def image() -> np.ndarray:
-    rng = np.random.default_rng(0)
+def image(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
     return rng.integers(0, 255, (80, 160, 3), dtype=np.uint8)
 
 
-def record(rid: str, policy: HardCasePolicy | None) -> PredictionRecord:
+def record(rid: str, policy: HardCasePolicy | None, seed: int = 0) -> PredictionRecord:
     return build_record(
         three_faces(),
         NAMES,
@@ -99,6 +99,6 @@ def record(rid: str, policy: HardCasePolicy | None) -> PredictionRecord:
         width=160,
         height=80,
         latency_ms=5,
-        image=image(),
+        image=image(seed),
         hard_cases=policy,
     )

@@ -80,3 +80,31 @@ def test_settings_check_the_rate(rate: float) -> None:
 
     with pytest.raises(ValueError, match="hard_case_rate"):
         Settings(hard_case_rate=rate)
+
+
+def test_exported_folder_passes_data_validate(store_url: str, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from maskops.cli import app
+    from maskops.monitor.db import open_store
+
+    engine = open_store(store_url)
+    write_records(engine, [record("a", HardCasePolicy(), seed=1), record("b", HardCasePolicy(), seed=2)])
+    for rid, idx, label in [
+        ("a", 1, "with_mask"),
+        ("a", 2, "without_mask"),
+        ("b", 1, "mask_weared_incorrect"),
+    ]:
+        add_feedback(engine, request_id=rid, face_index=idx, true_label=label, origin="review")
+    engine.dispose()
+    out_dir = tmp_path / "reviewed"
+    runner = CliRunner()
+    out = runner.invoke(app, ["data", "export-reviewed", "--out", str(out_dir), "--db", store_url])
+    assert out.exit_code == 0, out.output
+    assert "wrote 3 reviewed crop(s)" in out.output
+    classes = "with_mask,without_mask,mask_weared_incorrect"
+    out = runner.invoke(app, ["data", "validate", str(out_dir), "--classes", classes, "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["counts"] == {"mask_weared_incorrect": 1, "with_mask": 1, "without_mask": 1}

@@ -1,4 +1,5 @@
-"""``maskops data validate|prepare``: thin wrappers over ``maskops.data``.
+"""``maskops data validate|prepare|export-reviewed``: thin wrappers over ``maskops.data`` (and the
+prediction store's reviewed crops).
 
 Library imports happen inside the commands so ``maskops --help`` stays fast.
 """
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from maskops.commands.monitor import export_reviewed  # typer only at import: --help stays fast
 
 if TYPE_CHECKING:
     from maskops.data.prepare import PrepareReport
@@ -181,3 +184,7 @@ def _print_prepare(report: PrepareReport) -> None:
             console.print(f"{title}: {values}")
     reasons = report.excluded_reasons()
     console.print(_kv_table(f"left out ({len(report.excluded)} files/boxes)", reasons))
+
+
+# the reviewed hard cases as a folder source: the same command as `maskops monitor export-reviewed`
+app.command("export-reviewed")(export_reviewed)
