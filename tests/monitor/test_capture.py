@@ -60,3 +60,17 @@ def test_no_faces() -> None:
         latency_ms=1,
     )
     assert rec.faces == ()
+
+
+def test_detector_version(tmp_path) -> None:
+    import cv2
+
+    from maskops.monitor.capture import detector_version
+
+    weights = tmp_path / "yunet.onnx"
+    weights.write_bytes(b"weights")
+    assert detector_version("yunet_cal", weights) == detector_version("yunet", weights)
+    assert len(detector_version("yunet", weights)) == 12
+    assert detector_version("yunet", tmp_path / "missing.onnx") is None
+    assert detector_version("haar", None) == f"opencv-{cv2.__version__}"
+    assert detector_version(None, None) is None

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from monitor_helpers import make_record
 from sqlalchemy import select
 
+from maskops.data.images import sha256_file
 from maskops.monitor.schema import FaceRow, RequestRow
 from maskops.monitor.store import write_records
 from maskops.serve.app import create_app
@@ -90,6 +91,9 @@ def test_detect_and_batch_are_recorded_once(make_client: Callable[..., TestClien
     row = stored(client, rid)
     assert (row.source, row.site, row.width, row.height, row.n_faces) == ("api", "gate-2", 64, 48, 0)
     assert row.model_name == "facemask" and row.model_version
+    yunet = client.app.state.settings.yunet_path
+    assert row.detector == "yunet_cal"
+    assert row.detector_version == (sha256_file(yunet)[:12] if yunet and yunet.is_file() else None)
     assert 0 < row.brightness < 1 and row.sharpness >= 0
     assert "decode" in row.stages_ms
     assert stored(client, f"{bid}-0").source == "batch"

@@ -11,6 +11,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -48,6 +49,18 @@ def face_records(result: FacesLike, class_names: Sequence[str]) -> tuple[FaceRec
             )
         )
     return tuple(faces)
+
+
+def detector_version(name: str | None, yunet_path: Path | None) -> str | None:
+    """The face detector's weights version: the sha256 prefix of the YuNet file for YuNet-based
+    detectors, else OpenCV's version (the Haar cascades ship inside OpenCV)."""
+    from maskops.data.images import sha256_file
+
+    if not name:
+        return None
+    if name.startswith("yunet"):
+        return sha256_file(yunet_path)[:12] if yunet_path is not None and Path(yunet_path).is_file() else None
+    return f"opencv-{cv2.__version__}"
 
 
 CROP_MARGIN = 0.2  # context around the box, per side, as a share of its size

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from maskops.config import Settings
-from maskops.monitor.capture import HardCasePolicy
+from maskops.monitor.capture import HardCasePolicy, detector_version
 from maskops.monitor.db import make_engine, upgrade
 from maskops.monitor.records import PredictionRecord
 from maskops.monitor.writer import UNREACHABLE, StoreWriter, WriterStatus
@@ -52,6 +52,7 @@ class PredictionStore:
     ) -> None:
         self.url = url
         self.hard_cases = hard_cases  # crops of hard cases are kept only with a policy
+        self.detector_version: str | None = None  # set by the process that knows its detector
         self.engine: Engine = make_engine(url)
         self._migrated = False
         self.writer = StoreWriter(
@@ -142,6 +143,7 @@ class RunRecorder:
         self.detector = detector
         self.model_name = model_path.stem if model_path else None
         self.model_version = sha256_file(model_path)[:12] if model_path and model_path.is_file() else None
+        self.detector_version = detector_version(detector, Settings().yunet_path)
         self.run_id = uuid.uuid4().hex[:12]
         self.count = 0
         self.store = PredictionStore(url, Path(work_dir) / "monitor" / f"spool-{source}").start()
@@ -175,6 +177,7 @@ class RunRecorder:
                 model_name=self.model_name,
                 model_version=self.model_version,
                 detector=self.detector,
+                detector_version=self.detector_version,
             )
         )
 

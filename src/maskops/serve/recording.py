@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import HTTPConnection
 
 from maskops.config import Settings
-from maskops.monitor.capture import build_record
+from maskops.monitor.capture import build_record, detector_version
 from maskops.monitor.features import image_quality
 from maskops.monitor.recorder import PredictionStore
 from maskops.monitor.stats import StatsReport, business_stats, report_dict, resolve_window
@@ -41,7 +41,9 @@ def start_store(settings: Settings, counters: WriterCounters) -> PredictionStore
         return None
     if settings.store_faces == "hard":
         logger.info("face crops of hard cases are kept for review (MASKOPS_STORE_FACES=hard)")
-    store = PredictionStore.from_settings(settings, counters=counters).start()
+    store = PredictionStore.from_settings(settings, counters=counters)
+    store.detector_version = detector_version(getattr(settings, "detector", None), settings.yunet_path)
+    store.start()
     logger.info("prediction store: %s", store.engine.url.render_as_string(hide_password=True))
     return store
 
@@ -97,6 +99,7 @@ def record_detection(
             model_name=model.name,
             model_version=model.version,
             detector=settings.detector,
+            detector_version=store.detector_version,
             image=image.image,
             hard_cases=store.hard_cases,
         )
