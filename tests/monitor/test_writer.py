@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from monitor_helpers import make_record
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 
@@ -211,4 +212,50 @@ def test_postgres_outage_loses_and_duplicates_nothing(
     c = writer.counters
     assert c.replayed._value.get() == c.spooled._value.get() > 0
     assert c.dropped._value.get() == 0
+    engine.dispose()
+
+
+CHILD = """
+import sys, time
+sys.path.insert(0, {helpers!r})
+from sqlalchemy import create_engine
+from monitor_helpers import make_record
+from maskops.monitor.writer import StoreWriter
+engine = create_engine({url!r})  # its folder does not exist: the database is unreachable
+writer = StoreWriter(engine, {spool!r}, flush_interval=0.01, retry_interval=60).start()
+for i in range(50):
+    writer.submit(make_record(f"k{{i:02d}}"))
+while writer.counters.spooled._value.get() < 50:
+    time.sleep(0.01)
+print("spooled", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_spool_survives_kill_9(tmp_path: Path) -> None:
+    """A process spools while the database is down and is killed; the next one replays it all."""
+    import signal
+    import subprocess
+    import sys
+
+    db_dir = tmp_path / "db"
+    url = f"sqlite:///{db_dir / 'm.db'}"
+    spool = tmp_path / "spool"
+    script = CHILD.format(helpers=str(Path(__file__).parent), url=url, spool=str(spool))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "spooled"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    db_dir.mkdir()
+    engine = open_store(url)
+    with StoreWriter(engine, spool, flush_interval=0.01) as writer:
+        writer.submit(make_record("after"))
+        assert writer.flush(20)
+    ids = stored_ids(engine)
+    assert sorted(ids) == sorted([f"k{i:02d}" for i in range(50)] + ["after"])
+    assert writer.counters.replayed._value.get() == 50
     engine.dispose()
