@@ -157,6 +157,11 @@ def test_ready_shows_the_store_and_degrades(make_client: Callable[..., TestClien
     r = client.get("/ready")
     assert r.status_code == 200, r.text
     assert r.json()["checks"]["prediction_store"] == "ok"
+    client.app.state.prediction_store.writer._db_up = False  # the database went away: records spool
+    assert client.get("/ready").json() == {
+        "status": "ready",
+        "checks": {"face_model": "ok", "detector": "ok", "prediction_store": "spooling"},
+    }
     client.app.state.prediction_store.writer._degraded = (
         "spool /x cannot be written (No space left on device)"
     )
