@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -416,7 +416,7 @@ def _markdown(report: ClassificationReport) -> str:
         for bucket, s in buckets.items():
             row = f"| {bucket} | {s['n']} | {_fmt(s['accuracy'])} | {_fmt(s['macro_f1'])} |"
             if with_recall:
-                per = s.get("recall", {})
+                per = cast(dict[str, dict[str, Any]], s.get("recall", {}))
                 row += (
                     " "
                     + "; ".join(

@@ -9,7 +9,6 @@ face crop, already with its margin), ``.label`` (task class name), ``.split`` an
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from maskops.data.progress import progress_bar, progress_enabled
 from maskops.evaluate.calibration import fit_temperature, softmax
 from maskops.evaluate.report import (
     ClassificationReport,
@@ -68,19 +68,10 @@ def _chunks(n: int, size: int, description: str) -> Iterator[tuple[int, int]]:
     The bar is off when ``MASKOPS_NO_PROGRESS`` is set.
     """
     spans = [(s, min(s + size, n)) for s in range(0, n, size)]
-    if os.environ.get("MASKOPS_NO_PROGRESS") or not spans:
+    if not (spans and progress_enabled()):
         yield from spans
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(description, total=n)
         for start, end in spans:
             yield start, end
