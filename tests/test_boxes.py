@@ -93,3 +93,25 @@ def test_expand_box_adds_margin_per_side_rounds_outwards_and_clips() -> None:
     assert expand_box((10, 20, 30, 60), 0.0, 100, 100) == (10, 20, 30, 60)
     assert expand_box((10.5, 20.5, 29.5, 59.5), 0.0, 100, 100) == (10, 20, 30, 60)
     assert expand_box((0, 0, 50, 40), 0.5, 60, 45) == (0, 0, 60, 45)
+
+
+def test_nested_mask() -> None:
+    from maskops.boxes import nested_mask
+
+    boxes = [
+        [0, 0, 100, 100],  # a whole face
+        [10, 10, 40, 40],  # inside it: nested
+        [90, 0, 140, 50],  # overlaps the face's edge by 20% of its area: kept
+        [200, 200, 260, 260],  # alone
+        [205, 205, 255, 255],  # inside the last one, but not half its size: kept
+    ]
+    assert nested_mask(boxes).tolist() == [False, True, False, False, False]
+    assert nested_mask(boxes, overlap=0.15).tolist() == [False, True, True, False, False]
+    # a small face inside a large but less sure box is kept; the part-face less sure than the face goes
+    scores = [0.2, 0.9, 0.8, 0.9, 0.9]
+    assert nested_mask(boxes, scores).tolist() == [False, False, False, False, False]
+    assert nested_mask(boxes, [0.95, 0.9, 0.8, 0.9, 0.9]).tolist() == [False, True, False, False, False]
+    with pytest.raises(ValueError, match="one value per box"):
+        nested_mask(boxes, [0.5])
+    assert nested_mask(np.zeros((0, 4))).shape == (0,)
+    assert nested_mask([[0, 0, 1, 1]]).tolist() == [False]

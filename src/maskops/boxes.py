@@ -15,7 +15,7 @@ import numpy as np
 
 from maskops.types import Detections
 
-__all__ = ["as_boxes", "box_iou", "clip_boxes", "expand_box", "nms", "nms_indices"]
+__all__ = ["as_boxes", "box_iou", "clip_boxes", "expand_box", "nested_mask", "nms", "nms_indices"]
 
 
 def as_boxes(x: Any, name: str = "boxes") -> np.ndarray:
@@ -118,3 +118,37 @@ def expand_box(box: Sequence[float], margin: float, width: int, height: int) -> 
         min(width, math.ceil(x2 + dx)),
         min(height, math.ceil(y2 + dy)),
     )
+
+
+def nested_mask(
+    xyxy: Any, scores: Any | None = None, overlap: float = 0.75, min_area_ratio: float = 2.0
+) -> np.ndarray:
+    """Which boxes lie nested inside a larger, at least as confident one.
+
+    A box is nested when at least ``overlap`` of its own area lies inside another box whose area is at
+    least ``min_area_ratio`` times its own and whose score (when ``scores`` are given) is at least its
+    own: a detector's hit on part of a face (an eye, the mouth) that is also found whole, and found
+    more surely. Two faces side by side, or one partly in front of another, overlap far less; a
+    small true face inside a large, weak false box is kept.
+
+    Returns:
+        (n,) bool, True for the nested boxes; all False for fewer than two boxes.
+    """
+    b = as_boxes(xyxy, "xyxy").astype(np.float64)
+    if len(b) < 2:
+        return np.zeros(len(b), bool)
+    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    lt = np.maximum(b[:, None, :2], b[None, :, :2])
+    rb = np.minimum(b[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    share = np.zeros_like(inter)
+    np.divide(inter, area[:, None], out=share, where=area[:, None] > 0)
+    outer = area[None, :] >= min_area_ratio * area[:, None]
+    if scores is not None:
+        s = np.asarray(scores, np.float64).reshape(-1)
+        if s.shape[0] != len(b):
+            raise ValueError(f"scores must have one value per box, got {s.shape[0]} for {len(b)} boxes")
+        outer &= s[None, :] >= s[:, None]
+    np.fill_diagonal(outer, False)
+    return np.asarray(((share >= overlap) & outer).any(axis=1))

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from maskops.boxes import clip_boxes as _clip
+from maskops.boxes import nested_mask, nms_indices
 from maskops.detect.base import DEFAULT_DETECTOR, YUNET_SINGLE, DetectorError, FaceDetector
 from maskops.detect.registry import create_detector, list_detectors, register_detector
 from maskops.types import Detections
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 YUNET_STRIDES = (8, 16, 32)
+# a face at least this sure (the product's default face threshold) can make a frame a close-up
+CLOSEUP_SURE_SCORE = 0.6
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -62,6 +65,15 @@ class YuNetDetector(FaceDetector):
         num_threads: ONNX Runtime intra-op threads (``None``: ONNX Runtime's default, one per
             core; servers running one detector per worker thread pass 1). The ``opencv`` backend
             follows ``cv2.setNumThreads``.
+        closeup_side: close-ups (selfies, a face held up to a webcam) hold faces larger than YuNet's
+            biggest anchors. When a frame gives no face, or a face whose longer side is at least
+            ``closeup_ratio`` of the frame's shorter side (faces scored at least 0.6), a second pass runs on the frame shrunk to
+            this longer side and its faces join the first pass's (NMS). 0 disables.
+        closeup_ratio: see ``closeup_side``.
+        nested_overlap: a face with at least this share of its area inside a face twice its size and at
+            least as sure is dropped (a hit on part of a large face); 1.0 or more disables.
+
+    Landmarks are clipped to the image like the boxes.
     """
 
     name = "yunet"
@@ -77,6 +89,9 @@ class YuNetDetector(FaceDetector):
         min_side: int = 640,
         backend: str = "onnxruntime",
         num_threads: int | None = None,
+        closeup_side: int = 192,
+        closeup_ratio: float = 0.45,
+        nested_overlap: float = 0.75,
     ) -> None:
         if backend not in self.BACKENDS:
             raise DetectorError(f"unknown YuNet backend {backend!r}; valid: {', '.join(self.BACKENDS)}")
@@ -96,6 +111,13 @@ class YuNetDetector(FaceDetector):
         self.upscale = max(1.0, float(upscale))
         self.min_side = min_side
         self.backend = backend
+        if closeup_side < 0 or not 0 < closeup_ratio <= 1:
+            raise DetectorError(
+                f"closeup_side must be >= 0 and closeup_ratio in (0, 1], got {closeup_side}, {closeup_ratio}"
+            )
+        self.closeup_side = int(closeup_side)
+        self.closeup_ratio = float(closeup_ratio)
+        self.nested_overlap = float(nested_overlap)
         self._net: Any = None
         self._session: Any = None
         try:
@@ -169,33 +191,59 @@ class YuNetDetector(FaceDetector):
             return 1.0
         return min(self.upscale, self.min_side / longer)
 
-    def detect(self, image_bgr: np.ndarray) -> Detections:
-        image = _as_bgr(image_bgr)
-        height, width = image.shape[:2]
-        scale = self._scale_for(width, height)
+    def _faces_at(self, image: np.ndarray, scale: float) -> np.ndarray:
+        """YuNet on ``image`` resized by ``scale``: ``(n, 15)`` rows in ``image`` pixels (x, y, w, h,
+        five landmarks, score)."""
         if scale != 1.0:
-            image = cv2.resize(
-                image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR
-            )
+            height, width = image.shape[:2]
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
         if self._session is not None:
             faces = self._detect_ort(image)
         else:
             self._net.setInputSize((image.shape[1], image.shape[0]))
             _, faces = self._net.detect(image)
         if faces is None or len(faces) == 0:
+            return np.zeros((0, 15), np.float32)
+        faces = np.array(faces, np.float32).reshape(-1, 15)
+        faces[:, :14] /= np.float32(scale)
+        return faces
+
+    def _wants_closeup(self, faces: np.ndarray, width: int, height: int) -> bool:
+        if not self.closeup_side or max(width, height) <= self.closeup_side:
+            return False
+        # only sure faces count: a large, weak box (at an evaluation's low threshold) is no close-up
+        sure = faces[faces[:, 14] >= CLOSEUP_SURE_SCORE]
+        if not len(sure):
+            return True
+        return float(sure[:, 2:4].max()) >= self.closeup_ratio * min(width, height)
+
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        image = _as_bgr(image_bgr)
+        height, width = image.shape[:2]
+        faces = self._faces_at(image, self._scale_for(width, height))
+        if self._wants_closeup(faces, width, height):
+            extra = self._faces_at(image, self.closeup_side / max(width, height))
+            if len(extra):
+                faces = np.concatenate([faces, extra])
+                xyxy = np.column_stack([faces[:, :2], faces[:, :2] + faces[:, 2:4]])
+                faces = faces[nms_indices(xyxy, faces[:, 14], self.nms_threshold)]
+        if not len(faces):
             return Detections.empty(with_face_score=True).replace(landmarks=np.zeros((0, 5, 2), np.float32))
-        faces = np.asarray(faces, np.float32)
+        xyxy = _clip(np.column_stack([faces[:, :2], faces[:, :2] + faces[:, 2:4]]), width, height)
+        if self.nested_overlap < 1.0 and len(faces) > 1:
+            keep = ~nested_mask(xyxy, faces[:, 14], self.nested_overlap)
+            faces, xyxy = faces[keep], xyxy[keep]
         score = faces[:, 14].copy()
-        coords = faces[:, :14] / np.float32(scale)  # x, y, w, h, then 5 landmark (x, y)
-        xyxy = np.stack(
-            [coords[:, 0], coords[:, 1], coords[:, 0] + coords[:, 2], coords[:, 1] + coords[:, 3]], 1
-        )
+        landmarks = faces[:, 4:14].reshape(-1, 5, 2)
+        landmarks[..., 0] = np.clip(landmarks[..., 0], 0, width)
+        landmarks[..., 1] = np.clip(landmarks[..., 1], 0, height)
         return Detections(
-            xyxy=_clip(xyxy, width, height),
+            xyxy=xyxy,
             confidence=score,
             class_id=np.full(len(faces), -1, np.int64),
             face_score=score,
-            landmarks=coords[:, 4:14].reshape(-1, 5, 2),
+            landmarks=landmarks,
         )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from maskops.boxes import box_iou, nms
+from maskops.boxes import box_iou, nested_mask, nms
 from maskops.detect.base import FaceDetector
 from maskops.detect.boxcal import CalibratedDetector, load_calibration
 from maskops.detect.detectors import YuNetDetector, _as_bgr
@@ -104,6 +104,8 @@ class MultiScaleYuNet(FaceDetector):
         score_threshold: minimum face score per view.
         model_path: YuNet weights (default ``MASKOPS_YUNET_PATH``).
         nms_threshold: YuNet's own NMS within a view.
+        closeup_side, nested_overlap: YuNet's close-up pass per view and its nested-box suppression,
+            which is applied again after the views are merged (``YuNetDetector``).
     """
 
     name = "yunet_ms"
@@ -118,6 +120,8 @@ class MultiScaleYuNet(FaceDetector):
         score_threshold: float = 0.6,
         model_path: str | Path | None = None,
         nms_threshold: float = 0.3,
+        closeup_side: int = 192,
+        nested_overlap: float = 0.75,
     ) -> None:
         if not scales or any(s <= 0 for s in scales):
             raise ValueError(f"scales must be positive factors, got {list(scales)}")
@@ -129,8 +133,14 @@ class MultiScaleYuNet(FaceDetector):
         self.merge_iou = merge_iou
         self.max_side = max_side
         self.score_threshold = score_threshold
+        self.nested_overlap = float(nested_overlap)
         self._yunet = YuNetDetector(
-            model_path=model_path, score_threshold=score_threshold, nms_threshold=nms_threshold, upscale=1.0
+            model_path=model_path,
+            score_threshold=score_threshold,
+            nms_threshold=nms_threshold,
+            upscale=1.0,
+            closeup_side=closeup_side,
+            nested_overlap=nested_overlap,
         )
 
     def _view_scales(self, width: int, height: int) -> list[float]:
@@ -173,7 +183,10 @@ class MultiScaleYuNet(FaceDetector):
         faces = Detections.concat(views)
         if not len(faces):
             return Detections.empty(with_face_score=True).replace(landmarks=np.zeros((0, 5, 2), np.float32))
-        return merge_views(faces, self.merge, self.merge_iou, len(views))
+        merged = merge_views(faces, self.merge, self.merge_iou, len(views))
+        if self.nested_overlap < 1.0 and len(merged) > 1:
+            merged = merged[~nested_mask(merged.xyxy, merged.confidence, self.nested_overlap)]
+        return merged
 
 
 @register_detector("yunet_ms")
