@@ -58,10 +58,11 @@ from maskops.data.validate import ValidationRules
 log = logging.getLogger(__name__)
 
 CROP_FORMAT_VERSION = 1
-# the detector that cuts the crops of ``crop: face`` sources; its name and options are part of each
-# crop's cache key and of the manifest report, so changing them re-cuts (and changes) the data
-DEFAULT_DETECTOR = "yunet"
-DEFAULT_DETECTOR_OPTIONS: dict[str, Any] = {"score_threshold": 0.6, "upscale": 2.0}
+# the detector that cuts the crops of ``crop: face`` sources: plain YuNet, not the pipeline's
+# ``maskops.detect.base.DEFAULT_DETECTOR`` (yunet_cal). Its name and options are part of each crop's
+# cache key and of the manifest report, so changing them re-cuts the crops and changes the data.
+CROP_DETECTOR = "yunet"
+CROP_DETECTOR_OPTIONS: dict[str, Any] = {"score_threshold": 0.6, "upscale": 2.0}
 # synthetic masks need landmarks: always YuNet, whatever detector cut the crops
 LANDMARK_DETECTOR = "yunet"
 LANDMARK_DETECTOR_OPTIONS: dict[str, Any] = {"score_threshold": 0.5, "upscale": 1.0}
@@ -622,7 +623,7 @@ def prepare_task(
     task: TaskConfig,
     settings: Settings,
     workers: int | None = None,
-    detector: str = DEFAULT_DETECTOR,
+    detector: str = CROP_DETECTOR,
     detector_options: dict[str, Any] | None = None,
     rules: ValidationRules | None = None,
     make_detector: MakeDetector | None = None,
@@ -654,7 +655,7 @@ def prepare_task(
         )
     start = time.perf_counter()
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    options = dict(DEFAULT_DETECTOR_OPTIONS if detector_options is None else detector_options)
+    options = dict(CROP_DETECTOR_OPTIONS if detector_options is None else detector_options)
     rules = rules or ValidationRules()
     out_dir = settings.prepared_dir(task.name).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
