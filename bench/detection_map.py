@@ -1,4 +1,4 @@
-"""Detection mAP of every face-detector variant on facemask-voc, side by side (issue 4).
+"""Detection mAP of every face-detector variant on facemask-voc (or ``--dataset facemask-ilc2021``), side by side.
 
 For each variant the detector runs once per split (``val`` and ``test``) through the real pipeline
 (detector -> crop -> ONNX classifier, uncertain off) and the figures are computed from the same
@@ -14,7 +14,7 @@ Hyperparameters (the scoring rule, and the detector settings in the variant tabl
 score threshold 0.05 included).
 
     .venv/bin/python bench/detection_map.py [--model models/facemask.onnx] [--variants yunet,yunet_ms_cal]
-        [--splits val,test] [--out work/bench/detection_map]
+        [--splits val,test] [--dataset facemask-voc|facemask-ilc2021] [--out work/bench/detection_map]
 
 Without a classifier (``--model`` missing) only the oracle columns are measured.
 """
@@ -58,7 +58,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
         {"score_threshold": 0.05, "flip": True},
         "yunet_ms_cal + mirrored views",
     ),
-    "yunet_refine": ("yunet_refine", {}, "yunet_ms_cal proposals >= 0.05 + learned refiner (train)"),
 }
 # one thread per stage: per-image latency without thread contention (the batch command parallelises images)
 THREADS = 1
@@ -96,7 +95,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--splits", default="val,test")
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("work/bench/detection_map"))
+    parser.add_argument(
+        "--dataset",
+        default="facemask-voc",
+        help="VOC dataset folder under MASKOPS_DATA_DIR (facemask-ilc2021, ...)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="default work/bench/detection_map[-<dataset>]")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MASKOPS_NO_PROGRESS", "1")
@@ -106,7 +110,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = args.model if args.model.is_file() else None
     if model is None:
         print(f"classifier {args.model} not found: measuring oracle labels only")
-    root = settings.data_dir / "facemask-voc"
+    root = settings.data_dir / args.dataset
+    if args.out is None:
+        suffix = "" if args.dataset == "facemask-voc" else f"-{args.dataset}"
+        args.out = Path(f"work/bench/detection_map{suffix}")
     splits = args.splits.split(",")
     split_items = {s: load_voc_split(root, s, CLASSES, limit=args.limit) for s in splits}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(f"unknown variant {name!r}; valid: {', '.join(VARIANTS)}")
         try:
             runs = run_variant(name, split_items, model)
-        except DetectorError as exc:  # e.g. the refiner before its weights are trained
+        except DetectorError as exc:  # e.g. missing weights
             skipped[name] = str(exc)
             print(f"skipped {name}: {exc}")
             continue
@@ -140,14 +147,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         results[name] = res
         print(json.dumps({name: {k: v for k, v in res.items() if k in splits}}, default=float)[:600])
         (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    table = markdown(results, splits, model)
+    table = markdown(results, splits, model, args.dataset)
     if skipped:
         table += "\n\nNot measured:\n" + "\n".join(f"- {k}: {v}" for k, v in skipped.items())
     (args.out / "table.md").write_text(table + "\n")
     print(table)
 
 
-def markdown(results: dict[str, dict[str, Any]], splits: Sequence[str], model: Path | None) -> str:
+def markdown(
+    results: dict[str, dict[str, Any]],
+    splits: Sequence[str],
+    model: Path | None,
+    dataset: str = "facemask-voc",
+) -> str:
     keys = ["oracle"] + ([f"{s}{'+multi' if m else ''}" for s, m in SCORINGS] if model else [])
     chosen = "oracle"
     if model and "val" in splits:
@@ -155,7 +167,7 @@ def markdown(results: dict[str, dict[str, Any]], splits: Sequence[str], model: P
         chosen = max(keys[1:], key=lambda k: float(np.mean([r["val"][k]["map50"] for r in results.values()])))
     lines = [
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; classifier: "
-        f"{model or 'none (oracle labels only)'}; scoring chosen on val: `{chosen}`.",
+        f"{model or 'none (oracle labels only)'}; dataset {dataset}; scoring chosen on val: `{chosen}`.",
         "",
     ]
     report = "test" if "test" in splits else splits[-1]
@@ -169,8 +181,9 @@ def markdown(results: dict[str, dict[str, Any]], splits: Sequence[str], model: P
     lines.append("|" + " --- |" * ncols)
     for name, res in results.items():
         det, opts, _ = VARIANTS[name]
+        where = "" if dataset == "facemask-voc" else f" --dataset {dataset}"
         cmd = (
-            f"`maskops evaluate --task facemask --detection --detector {det}"
+            f"`maskops evaluate --task facemask --detection --detector {det}{where}"
             + (f" --face-score {opts['score_threshold']}" if "score_threshold" in opts else "")
             + (
                 "`"
