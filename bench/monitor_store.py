@@ -22,7 +22,13 @@ must hold every answered request exactly once and no request may fail.
 the store must hold every answered request but those still in the writer's memory at the kill, and
 none twice.
 
+``cost``: the store's CPU per served image, measured in one process without a server (steady on a
+shared machine, unlike ``overhead``): on the request path, ``build_record`` with the quality
+features of the 640x480 payload; in the writer thread, ``write_records`` per record at batch sizes
+1, 5, 25 and 100 on SQLite and PostgreSQL (client-side CPU: ``time.thread_time``).
+
     .venv/bin/python bench/monitor_store.py overhead [--rounds 3] [--seconds 20]
+    .venv/bin/python bench/monitor_store.py cost [--records 2000]
     .venv/bin/python bench/monitor_store.py outage [--seconds 90] [--down 30]
     .venv/bin/python bench/monitor_store.py kill [--seconds 20]
 """
@@ -40,6 +46,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -438,6 +445,86 @@ def bench_kill(args: argparse.Namespace) -> dict:
     return out
 
 
+def bench_cost(args: argparse.Namespace) -> dict:
+    from maskops.monitor.capture import build_record
+    from maskops.monitor.features import image_quality
+    from maskops.types import Detections
+
+    jpeg = _payload(args)
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+    class Result:  # four faces, as the payload gives
+        detections = Detections(
+            xyxy=[[10, 10, 60, 70], [100, 20, 150, 80], [200, 30, 250, 90], [300, 40, 350, 100]],
+            confidence=[0.9, 0.8, 0.7, 0.5],
+            class_id=[0, 1, 0, -1],
+            face_score=[0.9, 0.9, 0.9, 0.9],
+        )
+        probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.4, 0.35, 0.25]], np.float32)
+        reasons = (None, None, None, "low_confidence")
+
+    names = ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+    def one(i: int):  # type: ignore[no-untyped-def]
+        return build_record(
+            Result(),
+            names,
+            request_id=f"cost-{i}",
+            source="api",
+            width=640,
+            height=480,
+            latency_ms=30.0,
+            stages_ms={"decode": 2, "detect": 10, "classify": 5},
+            quality=image_quality(image).as_dict(),
+            model_name="facemask",
+            model_version="x",
+            detector="yunet_cal",
+        )
+
+    n = args.records
+    one(0)
+    t0 = time.thread_time()
+    records = [one(i) for i in range(n)]
+    request_path_ms = (time.thread_time() - t0) * 1000 / n
+    t0 = time.thread_time()
+    for _ in range(n):
+        image_quality(image)
+    quality_ms = (time.thread_time() - t0) * 1000 / n
+    print(
+        f"request path: build_record + quality features {request_path_ms:.3f} ms/image (quality alone {quality_ms:.3f})"
+    )
+    out: dict = {
+        "request_path_ms": round(request_path_ms, 3),
+        "quality_ms": round(quality_ms, 3),
+        "writer_ms": {},
+    }
+    cluster = _pg(args)
+    try:
+        for db in ("sqlite", "postgresql"):
+            for batch in (1, 5, 25, 100):
+                with tempfile.TemporaryDirectory() as tmp:
+                    url = (
+                        f"sqlite:///{Path(tmp) / 'm.db'}"
+                        if db == "sqlite"
+                        else cluster.create_database(f"cost{batch}")
+                    )
+                    engine = open_store(url)
+                    renamed = [
+                        PredictionRecord(**{**r.__dict__, "request_id": f"{db}-{batch}-{i}"})
+                        for i, r in enumerate(records)
+                    ]
+                    t0 = time.thread_time()
+                    for k in range(0, n, batch):
+                        write_records(engine, renamed[k : k + batch])
+                    ms = (time.thread_time() - t0) * 1000 / n
+                    engine.dispose()
+                out["writer_ms"][f"{db} batch {batch}"] = round(ms, 3)
+                print(f"writer: {db:<10} batch {batch:>3}: {ms:.3f} ms CPU per record", flush=True)
+    finally:
+        cluster.remove()
+    return out
+
+
 def machine() -> str:
     """CPU model, cores and Python version of this machine."""
     cpu = platform.processor() or platform.machine()
@@ -475,7 +562,9 @@ def main() -> None:
     outage.add_argument("--down", type=float, default=30.0)
     kill = sub.add_parser("kill", help="kill -9 of the server during load, then a restart")
     kill.add_argument("--seconds", type=float, default=20.0)
-    for p in (overhead, outage, kill):
+    cost = sub.add_parser("cost", help="the store's CPU per served image (request path and writer)")
+    cost.add_argument("--records", type=int, default=2000)
+    for p in (overhead, outage, kill, cost):
         p.add_argument("--data-dir", type=Path, default=data_dir)
         p.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -488,6 +577,7 @@ def main() -> None:
             "overhead": bench_overhead,
             "outage": bench_outage,
             "kill": bench_kill,
+            "cost": bench_cost,
         }[args.bench](args),
     }
     if args.json:
