@@ -93,6 +93,9 @@ class SourceConfig(BaseModel):
     )
     group_pattern: str | None = Field(default=None, description="regex whose group(1) is the group id")
     splits_for: list[str] | None = Field(default=None, description="restrict this source to these splits")
+    licence: str | None = Field(
+        default=None, description="the data's licence or terms of use; a model card trained on it repeats it"
+    )
 
 
 class SplitConfig(BaseModel):

@@ -361,3 +361,16 @@ def test_distillation_from_a_teacher_of_another_input_size(
     small = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
     with torch.no_grad():
         torch.testing.assert_close(wrapped(x), bare(small))
+
+
+def test_card_lists_the_training_sources_and_their_licence() -> None:
+    from maskops.config import load_task
+    from maskops.train.api import training_sources
+
+    sources = training_sources(load_task("facemask"))
+    by_name = {s["name"]: s for s in sources}
+    assert list(by_name) == ["facemask-voc", "facemask-ilc2021", "facemask-photos", "synthetic masks"]
+    assert by_name["facemask-photos"]["splits"] == ["train"]
+    assert by_name["facemask-ilc2021"]["splits_file"] == "splits.json"
+    assert "research and evaluation" in by_name["facemask-ilc2021"]["licence"]
+    assert "licence" not in by_name["facemask-voc"]

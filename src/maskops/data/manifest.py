@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 COLUMNS = ("path", "sha256", "label", "split", "group", "source", "parent", "box")
 SPLITS = ("train", "val", "test")
@@ -118,3 +119,13 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
             f"{path}: {len(missing)} files listed in the manifest do not exist, e.g. {'; '.join(missing[:3])}"
         )
     return rows
+
+
+def row_source(row: Any) -> str:
+    """The data source of a manifest row: ``facemask-voc`` for ``facemask-voc`` and ``synth_x:facemask-voc``.
+
+    Synthetic rows name their origin after the colon; a derived row (``facemask-photos:whole``) its
+    source before it. Rows without a ``source`` field give ``""``.
+    """
+    parts = str(getattr(row, "source", "") or "").split(":")
+    return parts[1] if parts[0].startswith("synth_") and len(parts) > 1 else parts[0]

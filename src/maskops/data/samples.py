@@ -16,8 +16,11 @@ def split_sample(
     n: int | None = None,
     *,
     seed: int = 0,
+    source: str | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Up to ``n`` images of a manifest split (all when ``n`` is None), with their class ids.
+
+    With ``source``, only the rows of that data source (``maskops.data.manifest.row_source``).
 
     The sample is drawn per class in turn (round robin over a seeded shuffle), so rare classes are
     represented even in a small sample.
@@ -26,11 +29,14 @@ def split_sample(
         ValueError: no rows in ``split``, or labels that are not among ``class_names``.
     """
     from maskops.data.images import read_bgr
-    from maskops.data.manifest import read_manifest
+    from maskops.data.manifest import read_manifest, row_source
 
     rows = [r for r in read_manifest(manifest) if r.split == split]
+    if source is not None:
+        rows = [r for r in rows if row_source(r) == source]
     if not rows:
-        raise ValueError(f"{manifest}: no rows in the {split!r} split")
+        where = f" of source {source!r}" if source is not None else ""
+        raise ValueError(f"{manifest}: no rows{where} in the {split!r} split")
     index = {c: i for i, c in enumerate(class_names)}
     unknown = sorted({r.label for r in rows} - set(index))
     if unknown:

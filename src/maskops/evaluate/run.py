@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from maskops.data.manifest import row_source
 from maskops.data.progress import progress_bar, progress_enabled
 from maskops.evaluate.calibration import fit_temperature, softmax
 from maskops.evaluate.report import (
@@ -173,16 +174,6 @@ def _label_ids(rows: Sequence[Any], class_names: Sequence[str], manifest: Path) 
             f"{list(class_names)}"
         )
     return np.asarray([index[r.label] for r in rows], np.int64)
-
-
-def row_source(row: Any) -> str:
-    """The data source of a manifest row: ``facemask-voc`` for ``facemask-voc`` and ``synth_x:facemask-voc``.
-
-    Synthetic rows name their origin after the colon; a derived row (``facemask-photos:whole``) its
-    source before it. Rows without a ``source`` field give ``""``.
-    """
-    parts = str(getattr(row, "source", "") or "").split(":")
-    return parts[1] if parts[0].startswith("synth_") and len(parts) > 1 else parts[0]
 
 
 def evaluate_classifier(

@@ -155,6 +155,22 @@ def _read_splits(task: TaskConfig, cfg: TrainConfig, settings: Settings, manifes
     return _Splits(manifest_path, splits, rows_hash(rows), draw_weights)
 
 
+def training_sources(task: TaskConfig) -> list[dict[str, Any]]:
+    """What the card says of the data a model learnt from: each source, its splits and licence."""
+    out: list[dict[str, Any]] = []
+    for src in task.sources:
+        entry: dict[str, Any] = {"name": src.name, "kind": src.kind, "path": src.path}
+        entry["splits"] = list(src.splits_for) if src.splits_for else ["train", "val", "test"]
+        if src.splits_file:
+            entry["splits_file"] = src.splits_file
+        if src.licence:
+            entry["licence"] = src.licence
+        out.append(entry)
+    if task.synthetic is not None:
+        out.append({"name": "synthetic masks", "kind": "synthetic", "splits": ["train"]})
+    return out
+
+
 def _model_card(task: TaskConfig, cfg: TrainConfig, manifest_hash: str) -> ModelSpec:
     return ModelSpec(
         task=task.name,
@@ -164,6 +180,7 @@ def _model_card(task: TaskConfig, cfg: TrainConfig, manifest_hash: str) -> Model
         color="gray" if task.grayscale else "rgb",
         manifest_hash=manifest_hash,
         git_commit=git_commit(),
+        extra={"training_sources": training_sources(task)},
     )
 
 

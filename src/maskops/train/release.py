@@ -104,6 +104,7 @@ def release(
     """
     import mlflow
 
+    from maskops.data.manifest import read_manifest, row_source
     from maskops.data.samples import split_sample
     from maskops.export.onnx import check_parity, export_onnx
     from maskops.export.quantize import (
@@ -148,6 +149,12 @@ def release(
         "val": _metrics(shipped, val_images, val_labels, classes),
         "test": _metrics(shipped, test_images, test_labels, classes),
     }
+    # a task with several evaluation sources (facemask-voc, facemask-ilc2021) is reported on each alone too
+    sources = sorted({row_source(r) for r in read_manifest(manifest) if r.split == "test"})
+    if len(sources) > 1:
+        for name in sources:
+            images, labels = split_sample(manifest, classes, "test", source=name)
+            shipped_metrics[f"test/{name}"] = _metrics(shipped, images, labels, classes)
     card = ModelSpec.load(ModelSpec.card_path(shipped))
     card.metrics = shipped_metrics
     card.thresholds = {**(thresholds or {}), **card.thresholds}
