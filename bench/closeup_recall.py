@@ -12,7 +12,7 @@ Close-ups are cut from real photos around one annotated face so that the face bo
 A face counts as found when a predicted box has IoU >= 0.5 with it (``--iou``). Also counted per set:
 frames with no box at all, extra boxes (not matching the face), and nested boxes (a box with at least
 75% of its area inside another predicted box). Settings are tuned on ``ilc-val``; the other sets are
-reported. Detectors are compared side by side in one process on the same frames.
+reported. Detectors run side by side in one process, interleaved frame by frame.
 
     .venv/bin/python bench/closeup_recall.py [--detectors yunet_cal,yunet_ms_cal] [--sets ilc-val,ilc-test,photos]
         [--baseline] [--json out.json]
@@ -142,38 +142,41 @@ def nested_count(xyxy: np.ndarray, overlap: float = 0.75) -> int:
 
 
 def run(detectors: dict[str, Any], frames: list[tuple[str, np.ndarray, np.ndarray]], iou: float) -> dict:
-    out: dict[str, Any] = {}
-    for name, det in detectors.items():
-        found = empty = extra = nested = 0
-        ms: list[float] = []
-        misses: list[str] = []
-        for fname, image, gt in frames:
+    """Every detector on every frame, interleaved per frame (timings side by side)."""
+    stats = {
+        name: {"found": 0, "no_face": 0, "extra": 0, "nested": 0, "ms": [], "misses": []}
+        for name in detectors
+    }
+    for fname, image, gt in frames:
+        for name, det in detectors.items():
+            st = stats[name]
             t0 = time.perf_counter()
             faces = det.detect(image)
-            ms.append((time.perf_counter() - t0) * 1000)
+            st["ms"].append((time.perf_counter() - t0) * 1000)
             if not len(faces):
-                empty += 1
-                misses.append(fname)
+                st["no_face"] += 1
+                st["misses"].append(fname)
                 continue
-            ious = box_iou(gt[None], faces.xyxy)[0]
-            hit = bool((ious >= iou).any())
-            found += hit
+            hit = bool((box_iou(gt[None], faces.xyxy)[0] >= iou).any())
+            st["found"] += hit
             if not hit:
-                misses.append(fname)
-            extra += int(len(faces) - hit)
-            nested += nested_count(faces.xyxy)
-        n = len(frames)
-        out[name] = {
+                st["misses"].append(fname)
+            st["extra"] += int(len(faces) - hit)
+            st["nested"] += nested_count(faces.xyxy)
+    n = len(frames)
+    return {
+        name: {
             "n": n,
-            "found": found,
-            "recall": found / n if n else float("nan"),
-            "no_face": empty,
-            "extra_boxes": extra,
-            "nested_boxes": nested,
-            "ms_median": float(np.median(ms)) if ms else float("nan"),
-            "misses": misses[:20],
+            "found": st["found"],
+            "recall": st["found"] / n if n else float("nan"),
+            "no_face": st["no_face"],
+            "extra_boxes": st["extra"],
+            "nested_boxes": st["nested"],
+            "ms_median": float(np.median(st["ms"])) if st["ms"] else float("nan"),
+            "misses": st["misses"][:20],
         }
-    return out
+        for name, st in stats.items()
+    }
 
 
 def main() -> None:
