@@ -111,8 +111,7 @@ def _latency_query(t: type[HourlyRequests | DailyRequests], keys: list, where: C
     running = func.sum(g.c.n).over(partition_by=part or None, order_by=g.c.k, rows=(None, 0))
     c = select(
         *part, g.c.k, running.label("cum"), func.sum(g.c.n).over(partition_by=part or None).label("total")
-    )
-    c = c.subquery("c")
+    ).subquery("c")
     cp = [c.c[k.name] for k in keys]
 
     def first_bin(q: int):  # type: ignore[no-untyped-def]

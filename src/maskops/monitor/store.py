@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from maskops.monitor.records import PredictionRecord
@@ -34,7 +34,7 @@ def epoch_hour(record: PredictionRecord) -> int:
     return days * 24 + ts.hour
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def _insert(conn: Connection, table: Any) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
@@ -146,8 +146,8 @@ def _add_rollups(conn: Connection, records: Sequence[PredictionRecord]) -> None:
 
 
 def _upsert_counts(
-    conn: Connection, table: Table, cols: tuple[str, ...], counts: Counter, value: str
-) -> None:  # type: ignore[type-arg]
+    conn: Connection, table: Any, cols: tuple[str, ...], counts: Counter[tuple[Any, ...]], value: str
+) -> None:
     if not counts:
         return
     stmt = _insert(conn, table)
