@@ -39,6 +39,12 @@ def _as_array(value: Any, dtype: npt.DTypeLike, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be convertible to a {np.dtype(dtype).name} array: {exc}") from exc
 
 
+# class ids that are not classes: a face judged too hard to call (the API's class id -1), and a face
+# no classifier has looked at yet (what a face detector returns)
+UNCERTAIN = -1
+UNCLASSIFIED = -2
+
+
 @dataclass(frozen=True, eq=False)
 class Detections:
     """Boxes with class and confidence, as parallel arrays of length ``n``.
@@ -46,7 +52,8 @@ class Detections:
     Attributes:
         xyxy: (n, 4) float32 boxes in pixels, ``x1 <= x2`` and ``y1 <= y2``.
         confidence: (n,) float32 classifier (or ground-truth: 1.0) confidence.
-        class_id: (n,) int64 class index; -1 means ``uncertain``.
+        class_id: (n,) int64 class index; ``UNCERTAIN`` (-1) for a face classified but too hard to
+            judge, ``UNCLASSIFIED`` (-2) for a face not classified yet (a detector's output).
         face_score: optional (n,) float32 face-detector score.
         landmarks: optional (n, 5, 2) float32 facial landmarks.
         track_id: optional (n,) int64 track ids (-1 for untracked).
@@ -182,7 +189,13 @@ class Detections:
                 "confidence": round(float(self.confidence[i]), 6),
             }
             if class_names is not None:
-                rec["label"] = class_names[cid] if 0 <= cid < len(class_names) else "uncertain"
+                rec["label"] = (
+                    class_names[cid]
+                    if 0 <= cid < len(class_names)
+                    else "unclassified"
+                    if cid == UNCLASSIFIED
+                    else "uncertain"
+                )
             if self.face_score is not None:
                 rec["face_score"] = round(float(self.face_score[i]), 6)
             if self.landmarks is not None:

@@ -75,3 +75,9 @@ def test_uncertain_faces_show_the_reason_not_the_confidence() -> None:
     assert annotator.text(-1, 0.98, "too dark (brightness 20 < 35)") == "uncertain: too dark"
     assert annotator.text(-1, 0.98) == "uncertain"
     assert annotator.text(0, 0.98) == "with_mask 0.98"
+
+
+def test_unclassified_faces_are_drawn_as_faces() -> None:
+    annotator = BoxAnnotator(MaskClass.names())
+    assert annotator.label(-2) == "face" and annotator.label(-1) == "uncertain"
+    assert annotator.text(-2, 0.93) == "face 0.93"

@@ -16,6 +16,7 @@ from maskops.detect.detectors import (
     haar_available,
     list_detectors,
 )
+from maskops.types import UNCLASSIFIED
 
 YUNET = Settings().yunet_path
 
@@ -120,7 +121,7 @@ def test_yunet_finds_the_faces_of_a_crowd_photo(data_dir: Path) -> None:
     assert len(det) >= 2
     h, w = image.shape[:2]
     assert np.all(det.xyxy[:, [0, 2]] <= w) and np.all(det.xyxy[:, [1, 3]] <= h) and np.all(det.xyxy >= 0)
-    assert np.all(det.class_id == -1)
+    assert np.all(det.class_id == UNCLASSIFIED)  # not "uncertain": no classifier has seen them
     assert det.landmarks is not None and det.landmarks.shape == (len(det), 5, 2)
     assert det.face_score is not None and np.allclose(det.face_score, det.confidence)
     assert np.all(det.face_score >= 0.6)

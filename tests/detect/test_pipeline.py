@@ -18,7 +18,7 @@ from maskops.detect.pipeline import (
     face_quality,
 )
 from maskops.inference.classifier import OnnxClassifier
-from maskops.types import Detections
+from maskops.types import UNCERTAIN, UNCLASSIFIED, Detections
 
 
 class FixedBoxes(FaceDetector):
@@ -34,7 +34,7 @@ class FixedBoxes(FaceDetector):
         return Detections(
             xyxy=np.asarray(self.boxes, np.float32).reshape(-1, 4),
             confidence=np.full(n, 0.9, np.float32),
-            class_id=np.full(n, -1),
+            class_id=np.full(n, UNCLASSIFIED),
             face_score=np.full(n, 0.9, np.float32),
         )
 
@@ -185,3 +185,15 @@ def test_an_image_too_small_for_a_face_skips_the_detector(linear_model: Path, sh
     result = FaceMaskPipeline(OnnxClassifier(linear_model), Refuses())(np.zeros(shape, np.uint8))
     assert len(result.detections) == 0 and result.detections.face_score is not None
     assert set(result.timings_ms) == {"detect", "classify"}
+
+
+def test_unclassified_and_uncertain_are_two_ids(linear_model: Path) -> None:
+    """A detector's face is not classified yet (-2); a classified face too hard to judge is uncertain (-1)."""
+    boxes = [[20, 20, 80, 80], [200, 120, 260, 180]]
+    faces = FixedBoxes(boxes).detect(_scene())
+    assert [r["label"] for r in faces.to_records(["with_mask", "without_mask", "x"])] == ["unclassified"] * 2
+    result = FaceMaskPipeline(OnnxClassifier(linear_model), FixedBoxes(boxes), PipelineConfig(margin=0.0))(
+        _scene()
+    )
+    assert UNCLASSIFIED not in result.detections.class_id
+    assert result.detections.class_id.tolist() == [0, UNCERTAIN]

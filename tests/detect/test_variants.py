@@ -7,7 +7,7 @@ import pytest
 
 from maskops.detect.multiscale import flip_detections, merge_views, weighted_box_fusion
 from maskops.detect.registry import create_detector, list_detectors
-from maskops.types import Detections
+from maskops.types import UNCLASSIFIED, Detections
 
 VARIANTS = ["yunet_cal", "yunet_ms", "yunet_ms_cal"]
 
@@ -65,7 +65,7 @@ def test_variant_returns_valid_detections(name: str) -> None:
     faces = det.detect(image)
     h, w = image.shape[:2]
     assert isinstance(faces, Detections)
-    assert faces.face_score is not None and np.all(faces.class_id == -1)
+    assert faces.face_score is not None and np.all(faces.class_id == UNCLASSIFIED)
     assert (
         np.all(faces.xyxy >= 0) and np.all(faces.xyxy[:, [0, 2]] <= w) and np.all(faces.xyxy[:, [1, 3]] <= h)
     )

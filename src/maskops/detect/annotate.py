@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from maskops.types import Detections
+from maskops.types import UNCLASSIFIED, Detections
 
 # BGR colours: green = mask, red = no mask, orange = worn incorrectly, grey = uncertain
 DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {
@@ -15,6 +15,7 @@ DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {
     "without_mask": (48, 48, 230),
     "mask_weared_incorrect": (0, 140, 255),
     "uncertain": (160, 160, 160),
+    "face": (200, 200, 200),  # not classified (a detector's output)
 }
 _PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148)]
 
@@ -58,7 +59,8 @@ class BoxAnnotator:
     """Draws each detection's box and a tag: ``label confidence``, or ``uncertain: reason``.
 
     Args:
-        class_names: names in class-id order; class id -1 is drawn as ``uncertain``.
+        class_names: names in class-id order; ``UNCERTAIN`` (-1) is drawn as ``uncertain``,
+            ``UNCLASSIFIED`` (-2, a detector's output) as ``face``.
         colors: optional per-name BGR colours (defaults cover the face-mask classes).
         show_track_id: prefix tags with ``#id`` when the detections carry track ids.
     """
@@ -75,7 +77,10 @@ class BoxAnnotator:
         self.show_track_id = show_track_id
 
     def label(self, class_id: int) -> str:
-        return self.class_names[class_id] if 0 <= class_id < len(self.class_names) else "uncertain"
+        """The class name; ``face`` for a face not classified yet, else ``uncertain``."""
+        if 0 <= class_id < len(self.class_names):
+            return self.class_names[class_id]
+        return "face" if class_id == UNCLASSIFIED else "uncertain"
 
     def color(self, class_id: int) -> tuple[int, int, int]:
         name = self.label(class_id)

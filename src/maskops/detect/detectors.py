@@ -1,7 +1,7 @@
 """The YuNet and Haar face detectors, registered as ``yunet`` and ``haar`` (``maskops.detect.registry``).
 
 Every detector takes a BGR image and returns ``Detections`` with ``face_score`` (and, for YuNet,
-five landmarks per face); ``class_id`` is -1 (not classified yet) and ``confidence`` is the face
+five landmarks per face); ``class_id`` is ``UNCLASSIFIED`` (-2) and ``confidence`` is the face
 score. Boxes are clipped to the image.
 """
 
@@ -17,7 +17,7 @@ from maskops.boxes import clip_boxes as _clip
 from maskops.boxes import nested_mask, nms_indices
 from maskops.detect.base import DEFAULT_DETECTOR, YUNET_SINGLE, DetectorError, FaceDetector
 from maskops.detect.registry import create_detector, list_detectors, register_detector
-from maskops.types import Detections
+from maskops.types import UNCLASSIFIED, Detections
 
 __all__ = [
     "DEFAULT_DETECTOR",
@@ -241,7 +241,7 @@ class YuNetDetector(FaceDetector):
         return Detections(
             xyxy=xyxy,
             confidence=score,
-            class_id=np.full(len(faces), -1, np.int64),
+            class_id=np.full(len(faces), UNCLASSIFIED, np.int64),
             face_score=score,
             landmarks=landmarks,
         )
@@ -311,6 +311,6 @@ class HaarDetector(FaceDetector):
         return Detections(
             xyxy=_clip(xyxy, image.shape[1], image.shape[0]),
             confidence=score,
-            class_id=np.full(len(b), -1, np.int64),
+            class_id=np.full(len(b), UNCLASSIFIED, np.int64),
             face_score=score,
         )

@@ -23,7 +23,7 @@ from maskops.detect.base import FaceDetector
 from maskops.detect.boxcal import CalibratedDetector, load_calibration
 from maskops.detect.detectors import YuNetDetector, _as_bgr
 from maskops.detect.registry import register_detector
-from maskops.types import Detections
+from maskops.types import UNCLASSIFIED, Detections
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def weighted_box_fusion(faces: Detections, iou_threshold: float, num_views: int)
     return Detections(
         xyxy=np.asarray(boxes, np.float32),
         confidence=s,
-        class_id=np.full(len(s), -1, np.int64),
+        class_id=np.full(len(s), UNCLASSIFIED, np.int64),
         face_score=s,
         landmarks=np.asarray(marks, np.float32) if marks else None,
     )

@@ -24,11 +24,10 @@ from maskops.boxes import expand_box
 from maskops.detect.base import DEFAULT_DETECTOR, YUNET_SINGLE, FaceDetector
 from maskops.detect.registry import create_detector
 from maskops.inference.classifier import OnnxClassifier
-from maskops.types import Detections
+from maskops.types import UNCERTAIN, Detections
 
 logger = logging.getLogger(__name__)
 
-UNCERTAIN = -1
 
 # No face can be judged in a smaller image (the default min_face_px is 12), and YuNet has returned
 # non-finite boxes for 1-pixel inputs: such images get zero faces, not a detector run.
