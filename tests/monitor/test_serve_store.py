@@ -141,6 +141,10 @@ def test_stats_from_the_store_and_metrics(make_client: Callable[..., TestClient]
     assert "requests_by_route" in body  # the in-memory counters stay
     assert body["store"]["total"]["requests"] == 2
     assert body["store"]["total"]["compliance_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert body["store"]["accuracy"]["feedback"] == 0
+    client.post("/v1/feedback", json={"request_id": "s1", "face_index": 1, "label": "with_mask"})
+    accuracy = client.get("/v1/stats").json()["store"]["accuracy"]
+    assert (accuracy["feedback"], accuracy["scored"], accuracy["accuracy"]) == (1, 1, 0.0)
     day = client.get("/v1/stats", params={"from": "2d", "bucket": "day", "site": "gate"}).json()["store"]
     assert day["bucket"] == "day" and [row["site"] for row in day["rows"]] == ["gate"]
     assert client.get("/v1/stats", params={"bucket": "week"}).status_code == 422

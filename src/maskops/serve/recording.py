@@ -7,6 +7,7 @@ Recording never fails a request: a record that cannot be built is logged and ski
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from starlette.requests import HTTPConnection
 from maskops.config import Settings
 from maskops.monitor.capture import build_record, detector_version
 from maskops.monitor.features import image_quality
+from maskops.monitor.feedback import AccuracyReport, measured_accuracy
 from maskops.monitor.recorder import PredictionStore
 from maskops.monitor.stats import StatsReport, business_stats, report_dict, resolve_window
 from maskops.monitor.writer import WriterCounters
@@ -132,6 +134,16 @@ class StoreStatsRow(BaseModel):
     p95_ms: float | None
 
 
+class MeasuredAccuracy(BaseModel):
+    feedback: int = Field(description="faces with feedback")
+    scored: int = Field(description="those with a class as truth and a class as answer")
+    correct: int
+    accuracy: float | None = Field(description="correct / scored (null without scored faces)")
+    uncertain: int = Field(description="answered uncertain, a class as truth")
+    not_a_face: int = Field(description="detections the feedback says are not faces")
+    per_class: dict[str, dict[str, int]]
+
+
 class StoreStats(BaseModel):
     """Business stats from the prediction store (they survive restarts)."""
 
@@ -141,10 +153,16 @@ class StoreStats(BaseModel):
     site: str | None
     rows: list[StoreStatsRow]
     total: StoreStatsRow | None
+    accuracy: MeasuredAccuracy | None = Field(
+        default=None, description="measured on the faces with feedback among the window's requests"
+    )
 
     @classmethod
-    def of(cls, report: StatsReport) -> StoreStats:
-        return cls.model_validate(report_dict(report))
+    def of(cls, report: StatsReport, accuracy: AccuracyReport | None = None) -> StoreStats:
+        data = report_dict(report)
+        if accuracy is not None:
+            data["accuracy"] = asdict(accuracy)
+        return cls.model_validate(data)
 
 
 def store_stats(
@@ -165,7 +183,8 @@ def store_stats(
         raise ApiError(422, "invalid_window", str(exc)) from None
     try:
         report = business_stats(store.engine, t0, t1, site=site, bucket=bucket)  # type: ignore[arg-type]
+        accuracy = measured_accuracy(store.engine, report.start, report.end, site=site)
     except SQLAlchemyError as exc:
         logger.warning("store stats unavailable: %s", str(exc).splitlines()[0])
         return None
-    return StoreStats.of(report)
+    return StoreStats.of(report, accuracy)
