@@ -33,6 +33,7 @@ test: $(VENV)/.installed-all  ## lint + the whole suite
 lint: $(VENV)/.installed-all
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
 
 format: $(VENV)/.installed-all
 	$(BIN)/ruff check --fix src tests bench
