@@ -184,7 +184,7 @@ def markdown(
         where = "" if dataset == "facemask-voc" else f" --dataset {dataset}"
         cmd = (
             f"`maskops evaluate --task facemask --detection --detector {det}{where}"
-            + (f" --face-score {opts['score_threshold']}" if "score_threshold" in opts else "")
+            + (f" --face-threshold {opts['score_threshold']}" if "score_threshold" in opts else "")
             + (
                 "`"
                 if not set(opts) - {"score_threshold"}

@@ -123,3 +123,37 @@ def test_cli_detection_errors(task_env: Path, extra: list[str], message: str) ->
     result = CliRunner().invoke(app, [*args, *extra])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_cli_detection_face_threshold_and_its_deprecated_name(
+    task_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from maskops.cli import app
+
+    base = [
+        "evaluate",
+        "--task",
+        "tinymask",
+        "--detection",
+        "--detector",
+        "test_true_faces",
+        "--oracle-labels",
+    ]
+    out = task_env / "ft"
+    result = CliRunner().invoke(app, [*base, "--face-threshold", "0.3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "report.json").read_text())["info"]["face_score_threshold"] == 0.3
+    with caplog.at_level("WARNING"):
+        result = CliRunner().invoke(app, [*base, "--face-score", "0.2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "report.json").read_text())["info"]["face_score_threshold"] == 0.2
+    assert "--face-score is deprecated" in caplog.text
+
+
+def test_cli_detection_dataset_unknown_lists_the_sources(task_env: Path) -> None:
+    from maskops.cli import app
+
+    args = ["evaluate", "--task", "tinymask", "--detection", "--oracle-labels", "--dataset", "other"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "no VOC source 'other'; valid: tiny-voc, all" in result.output

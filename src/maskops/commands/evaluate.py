@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +50,15 @@ def register(app: typer.Typer) -> None:
         multi_label: bool = typer.Option(
             False, "--multi-label", help="--detection: score every face once per class (YOLO-style)."
         ),
+        face_threshold: float = typer.Option(
+            None,
+            "--face-threshold",
+            min=0.0,
+            max=1.0,
+            help="--detection: minimum face-detector score (default 0.05: AP wants it low).",
+        ),
         face_score: float = typer.Option(
-            0.05, "--face-score", help="--detection: detector score threshold (AP wants it low)."
+            None, "--face-score", min=0.0, max=1.0, hidden=True, help="Deprecated name of --face-threshold."
         ),
         oracle: bool = typer.Option(
             False, "--oracle-labels", help="--detection: label faces from the ground truth (detector only)."
@@ -82,7 +90,7 @@ def register(app: typer.Typer) -> None:
                 detector=detector,
                 scoring=scoring,
                 multi_label=multi_label,
-                face_score=face_score,
+                face_score=_face_threshold(face_threshold, face_score),
                 oracle=oracle,
                 dataset=dataset,
                 limit=limit,
@@ -135,6 +143,14 @@ def _resolve_model(task: str, model: Path, err: Any) -> Path:
         raise typer.Exit(code=2) from exc
     err.print(f"--model {model}: registry {task} -> {path}")
     return path
+
+
+def _face_threshold(face_threshold: float | None, face_score: float | None) -> float:
+    """``--face-threshold``, or the deprecated ``--face-score`` (with a warning); default 0.05."""
+    if face_score is not None:
+        logging.getLogger(__name__).warning("--face-score is deprecated: use --face-threshold")
+    value = face_threshold if face_threshold is not None else face_score
+    return 0.05 if value is None else value
 
 
 def _evaluate_detection(
