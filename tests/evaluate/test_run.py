@@ -232,7 +232,7 @@ def test_cli_evaluate_a_registry_alias(setup, tmp_path: Path, monkeypatch: pytes
     from mlflow import MlflowClient
 
     from maskops.cli import app
-    from maskops.train.registry import promote, register_onnx_model
+    from maskops.registry import promote, register_onnx_model
 
     model, manifest, _ = setup
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

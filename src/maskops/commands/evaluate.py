@@ -134,7 +134,7 @@ def _resolve_model(task: str, model: Path, err: Any) -> Path:
     """A model file as given, or the file a registry alias/version of ``task`` points at (downloaded)."""
     if not _looks_like_alias(model):
         return model
-    from maskops.train.registry import RegistryError, download
+    from maskops.registry import RegistryError, download
 
     try:
         path = download(task, str(model))

@@ -32,7 +32,7 @@ def list_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from maskops.train.registry import RegistryError, list_versions
+    from maskops.registry import RegistryError, list_versions
 
     try:
         rows = list_versions(task, tracking_uri=tracking_uri)
@@ -65,8 +65,8 @@ def promote(
     """Promote the challenger to champion unless it is worse; exit 1 when refused."""
     from rich.console import Console
 
-    from maskops.train.registry import RegistryError
-    from maskops.train.registry import promote as promote_fn
+    from maskops.registry import RegistryError
+    from maskops.registry import promote as promote_fn
 
     try:
         decision = promote_fn(task, tolerance=tolerance, tracking_uri=tracking_uri)
@@ -95,8 +95,8 @@ def promote(
 @app.command()
 def rollback(task: str = TASK, tracking_uri: str | None = TRACKING_URI) -> None:
     """Point champion back at the previous champion."""
-    from maskops.train.registry import RegistryError
-    from maskops.train.registry import rollback as rollback_fn
+    from maskops.registry import RegistryError
+    from maskops.registry import rollback as rollback_fn
 
     try:
         old, new = rollback_fn(task, tracking_uri=tracking_uri)

@@ -126,7 +126,7 @@ def model_paths_from_dir(models_dir: Path) -> dict[str, Path]:
 def model_paths_from_registry(names: list[str]) -> dict[str, Path]:
     """The ``champion`` of each named task in the MLflow registry (needs the train extra)."""
     try:
-        from maskops.train import registry
+        from maskops import registry
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ServiceUnavailable(
             "registry_unavailable", "the model registry needs the train extra (mlflow)"

@@ -184,7 +184,7 @@ def release(
 
     out = ReleaseResult(fp32, shipped, parity, quant, shipped_metrics)
     if register:
-        from maskops.train import registry
+        from maskops import registry
 
         out.version = registry.register_onnx_model(
             result.run_id, shipped, spec.task, card, tracking_uri=tracking_uri

@@ -20,15 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from maskops.registry import resolve_tracking_uri
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ARTIFACTS_DIRNAME = "mlartifacts"
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:

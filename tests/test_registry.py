@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from maskops.cli import app
 from maskops.inference.classifier import OnnxClassifier
-from maskops.train.registry import (
+from maskops.registry import (
     PromotionDecision,
     RegistryError,
     compare,
