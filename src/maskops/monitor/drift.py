@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats  # type: ignore[import-untyped]  # scipy ships no stubs
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class DriftTest:
     doc: str
 
     def __call__(
-        self, reference: np.ndarray | list, current: np.ndarray | list, threshold: float | None = None
+        self, reference: npt.ArrayLike, current: npt.ArrayLike, threshold: float | None = None
     ) -> DriftResult:
         """Run the test.
 
@@ -179,7 +180,7 @@ def default_drift_test(kind: FeatureKind, n_reference: int = 0, n_unique: int | 
     raise ValueError(f"unknown feature kind {kind!r}; choose one of: categorical, embedding, numeric")
 
 
-def _prepare(values: np.ndarray | list, kind: FeatureKind) -> np.ndarray:
+def _prepare(values: npt.ArrayLike, kind: FeatureKind) -> np.ndarray:
     if kind == "categorical":
         arr = np.asarray(values, dtype=object).ravel()
         return arr[np.array([v is not None for v in arr], dtype=bool)] if arr.size else arr
