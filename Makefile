@@ -44,3 +44,18 @@ bench: $(VENV)/.installed-all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- deployment (deploy/): the serving image and the offline checks of the deploy files
+.PHONY: image deploy-check
+IMAGE ?= maskops:serve
+BASE_IMAGE ?= python:3.11-slim
+# podman when present (with runc and the rlimits this kind of machine allows), else docker
+CONTAINER ?= $(if $(shell command -v podman 2>/dev/null),podman --runtime runc,docker)
+CONTAINER_BUILD_OPTS ?= $(if $(findstring podman,$(CONTAINER)),--format docker --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network host $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro),)
+
+image:  ## the serving image (deploy/Dockerfile, target serve): make image BASE_IMAGE=... IMAGE=...
+	$(CONTAINER) build $(CONTAINER_BUILD_OPTS) -f deploy/Dockerfile --target serve \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+
+deploy-check: $(VENV)/.installed-all  ## hadolint, kubernetes-validate, compose + workflow schemas (offline)
+	$(BIN)/python deploy/check.py
