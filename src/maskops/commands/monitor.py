@@ -1,4 +1,5 @@
-"""``maskops monitor migrate|prune|accuracy``: the prediction store's upkeep and measured accuracy."""
+"""``maskops monitor migrate|prune|accuracy|drift``: the prediction store's upkeep, measured accuracy
+and drift against the reference profile."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from maskops.monitor.recorder import RunRecorder
+    from maskops.monitor.window import DriftReport
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -230,3 +232,61 @@ def export_reviewed(
     total = sum(counts.values())
     per_class = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
     typer.echo(f"wrote {total} reviewed crop(s) to {out} ({per_class})")
+
+
+@app.command()
+def drift(
+    reference: Path = typer.Option(
+        ..., "--reference", exists=True, dir_okay=False, help="Reference profile (JSON) to test against."
+    ),
+    since: str = typer.Option(
+        None, "--since", help="Window: requests of a period back (1h, 24h) or since an ISO time."
+    ),
+    last: int = typer.Option(None, "--last", min=1, help="Window: the latest N faces (default 1000)."),
+    site: str = typer.Option(None, "--site", help="Only this site or camera tag."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    db: str = DB,
+) -> None:
+    """Test a window of the store against the reference profile (exit 1 when a feature drifted)."""
+    from maskops.monitor.reference import ReferenceProfile
+    from maskops.monitor.stats import parse_time
+    from maskops.monitor.window import drift_report
+
+    try:
+        if since is not None and last is not None:
+            raise ValueError("give --since or --last, not both")
+        t0 = parse_time(since, datetime.now(UTC).replace(tzinfo=None)) if since else None
+        profile = ReferenceProfile.load(reference)
+        engine = open_for_cli(db)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    try:
+        report = drift_report(engine, profile, since=t0, last=None if t0 else (last or 1000), site=site)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        typer.echo(_drift_text(report))
+    if report.drifted:
+        raise typer.Exit(code=1)
+
+
+def _drift_text(report: DriftReport) -> str:
+    w, lines = report.window, []
+    lines.append(f"window: {w.n_requests} request(s), {w.n_faces} face(s)")
+    for f in report.features:
+        r = f.result
+        verdict = "DRIFT" if r.drifted else ("no data" if r.score is None else "ok")
+        score = "-" if r.score is None else f"{r.score:.4g}"
+        lines.append(
+            f"  {f.feature:<12} {r.test:<12} score {score:<10} threshold {r.threshold:<6g} {verdict}"
+        )
+    e = report.estimate
+    if e is not None and e.expected_accuracy is not None:
+        lines.append(
+            f"estimated accuracy {e.expected_accuracy:.3f} [{e.accuracy_low:.3f}, {e.accuracy_high:.3f}]"
+            + ("" if report.reference_accuracy is None else f" (reference {report.reference_accuracy:.3f})")
+        )
+    lines.append(f"drifted: {', '.join(report.drifted)}" if report.drifted else "no drift")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""``maskops monitor drift`` and the store window behind it, on SQLite stores filled with records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from monitor_helpers import make_record
+from typer.testing import CliRunner
+
+from maskops.commands import monitor as monitor_cmd
+from maskops.monitor.db import open_store
+from maskops.monitor.reference import build_reference
+from maskops.monitor.store import write_records
+from maskops.monitor.window import load_window
+
+NOW = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+LABELS = ("with_mask", "with_mask", "without_mask")
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.add_typer(monitor_cmd.app, name="monitor")
+    return app
+
+
+def fill(url: str, n: int, seed: int, *, dim: float = 1.0, labels: tuple[str, ...] = LABELS) -> str:
+    """``n`` one-face requests, a minute apart up to now, brightness uniform in [0.3, 0.7] x ``dim``."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        r = make_record(f"r{seed}-{i}", (labels[i % len(labels)],), created_at=NOW - timedelta(minutes=n - i))
+        quality = {**r.quality, "brightness": float(rng.uniform(0.3, 0.7)) * dim}
+        records.append(dataclasses.replace(r, quality=quality))
+    engine = open_store(url)
+    write_records(engine, records)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> Path:
+    """A profile built from a reference store's window: the names match what the command reads."""
+    engine = open_store(fill(f"sqlite:///{tmp_path / 'ref.db'}", 300, seed=0))
+    window = load_window(engine, last=10_000)
+    engine.dispose()
+    path = tmp_path / "reference.json"
+    build_reference(window.numeric, window.categorical, accuracy=0.9).save(path)
+    return path
+
+
+def run(*args: str | Path) -> tuple[int, str]:
+    out = CliRunner().invoke(cli(), ["monitor", "drift", *map(str, args)])
+    return out.exit_code, out.output
+
+
+def test_window_features(tmp_path: Path) -> None:
+    engine = open_store(fill(f"sqlite:///{tmp_path / 'w.db'}", 30, seed=1))
+    w = load_window(engine, last=10)
+    assert (w.n_requests, w.n_faces) == (10, 10)
+    assert w.end == NOW - timedelta(minutes=1)
+    assert sorted(w.numeric) == [
+        "brightness", "confidence", "contrast", "face_count", "face_score", "face_size", "saturation", "sharpness"
+    ]  # fmt: skip
+    np.testing.assert_allclose(w.numeric["face_size"], 40.0)
+    np.testing.assert_allclose(w.numeric["face_count"], 1.0)
+    assert w.probabilities.shape == (10, 3)
+    assert w.probabilities[0].sum() == pytest.approx(1.0)
+    assert sorted(set(w.categorical["label"])) == ["with_mask", "without_mask"]
+    since = load_window(engine, since=NOW - timedelta(minutes=5, seconds=30))
+    assert since.n_requests == 5
+    with pytest.raises(ValueError, match="exactly one"):
+        load_window(engine)
+    engine.dispose()
+
+
+def test_unshifted_window_exits_0(tmp_path: Path, reference: Path) -> None:
+    url = fill(f"sqlite:///{tmp_path / 'cur.db'}", 120, seed=1)
+    code, out = run("--reference", reference, "--db", url, "--last", "100")
+    assert code == 0, out
+    assert "window: 100 request(s), 100 face(s)" in out
+    assert "no drift" in out
+    assert "estimated accuracy 0.900 [0.841, 0.959]" in out  # 0.9 +- 1.96 * sqrt(100 * 0.09) / 100
+    assert "(reference 0.900)" in out
+
+
+def test_darkened_window_exits_1_json(tmp_path: Path, reference: Path) -> None:
+    url = fill(f"sqlite:///{tmp_path / 'dark.db'}", 120, seed=1, dim=0.5)
+    code, out = run("--reference", reference, "--db", url, "--since", "3h", "--json")
+    assert code == 1, out
+    data = json.loads(out)
+    assert data["drifted"] == ["brightness"]
+    assert data["window"]["requests"] == 120
+    brightness = next(f for f in data["features"] if f["feature"] == "brightness")
+    assert (brightness["test"], brightness["kind"], brightness["drifted"]) == ("ks", "numeric", True)
+    assert brightness["score"] < 1e-10
+    assert data["estimate"]["expected_accuracy"] == pytest.approx(0.9)
+
+
+def test_class_mix_shift_exits_1(tmp_path: Path, reference: Path) -> None:
+    url = fill(f"sqlite:///{tmp_path / 'mix.db'}", 100, seed=1, labels=("without_mask",))
+    code, out = run("--reference", reference, "--db", url, "--json")
+    assert code == 1, out
+    assert "label" in json.loads(out)["drifted"]
+
+
+def test_empty_store_is_not_enough_data(tmp_path: Path, reference: Path) -> None:
+    code, out = run("--reference", reference, "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["drifted"] == []
+    assert data["estimate"] is None
+    assert {f["note"].split(":")[0] for f in data["features"]} == {"not enough data"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "1h", "--last", "10"], "not both"),
+        (["--since", "yesterday"], "expected an ISO date"),
+    ],
+)
+def test_bad_windows_exit_2(tmp_path: Path, reference: Path, args: list[str], message: str) -> None:
+    code, out = run("--reference", reference, "--db", f"sqlite:///{tmp_path / 'x.db'}", *args)
+    assert code == 2
+    assert message in out
+
+
+def test_bad_reference_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    code, out = run("--reference", bad, "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert code == 2
+    assert "reference profile version None" in out
