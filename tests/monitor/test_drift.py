@@ -188,3 +188,12 @@ def test_non_finite_values_are_dropped() -> None:
     assert res.n_current == 10
     assert res.score == 1.0
     assert chi_square(["a"] * 5 + [None], ["a"] * 5).n_reference == 5
+
+
+def test_embedding_rows_with_non_finite_values_are_dropped() -> None:
+    rng = np.random.default_rng(3)
+    cur = rng.normal(size=(30, 4))
+    cur[[2, 7], 1] = [np.nan, np.inf]
+    res = mmd(rng.normal(size=(30, 4)), cur)
+    assert (res.n_reference, res.n_current) == (30, 28)
+    assert res.score is not None

@@ -190,6 +190,9 @@ def _prepare(values: npt.ArrayLike, kind: FeatureKind) -> np.ndarray:
             return arr.reshape(0, 0)
         if arr.ndim != 2:
             raise ValueError(f"embeddings must be 2-D (rows, dims), got shape {arr.shape}")
+        # a row with a non-finite value is dropped; the common all-finite case makes no copy
+        if np.isfinite(arr.sum()):
+            return arr
         return arr[np.isfinite(arr).all(axis=1)]
     arr = np.asarray(values, dtype=np.float64).ravel()
     return arr[np.isfinite(arr)]
