@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from maskops.commands import monitor as monitor_cmd
 from maskops.monitor.db import open_store
+from maskops.monitor.feedback import add_feedback
 from maskops.monitor.reference import build_reference
 from maskops.monitor.store import write_records
 from maskops.monitor.window import load_window
@@ -87,6 +88,34 @@ def test_unshifted_window_exits_0(tmp_path: Path, reference: Path) -> None:
     assert "no drift" in out
     assert "estimated accuracy 0.900 [0.841, 0.959]" in out  # 0.9 +- 1.96 * sqrt(100 * 0.09) / 100
     assert "(reference 0.900)" in out
+    assert "measured accuracy" not in out
+
+
+def test_feedback_gives_measured_accuracy_beside_the_estimate(tmp_path: Path, reference: Path) -> None:
+    url = fill(f"sqlite:///{tmp_path / 'fb.db'}", 30, seed=1)
+    engine = open_store(url)
+    # r1-0 and r1-1 were served as with_mask, r1-2 as without_mask
+    add_feedback(engine, request_id="r1-0", face_index=0, true_label="with_mask")
+    add_feedback(engine, request_id="r1-1", face_index=0, true_label="without_mask")
+    add_feedback(engine, request_id="r1-2", face_index=0, true_label="without_mask")
+    add_feedback(engine, request_id="r1-3", face_index=0, true_label="not_a_face")
+    window = load_window(engine, last=100)
+    engine.dispose()
+    assert sorted(t for t in window.true_labels if t) == [
+        "not_a_face",
+        "with_mask",
+        "without_mask",
+        "without_mask",
+    ]
+    assert sorted(window.label_ids().tolist()).count(-1) == 27
+    code, out = run("--reference", reference, "--db", url, "--json")
+    assert code == 0, out
+    estimate = json.loads(out)["estimate"]
+    assert estimate["n_labelled"] == 3
+    assert estimate["measured_accuracy"] == pytest.approx(2 / 3)
+    assert estimate["expected_accuracy_labelled"] == pytest.approx(0.9)
+    _, text = run("--reference", reference, "--db", url)
+    assert "measured accuracy 0.667 on 3 face(s) with feedback (estimated on them 0.900)" in text
 
 
 def test_darkened_window_exits_1_json(tmp_path: Path, reference: Path) -> None:

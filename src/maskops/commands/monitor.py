@@ -288,5 +288,10 @@ def _drift_text(report: DriftReport) -> str:
             f"estimated accuracy {e.expected_accuracy:.3f} [{e.accuracy_low:.3f}, {e.accuracy_high:.3f}]"
             + ("" if report.reference_accuracy is None else f" (reference {report.reference_accuracy:.3f})")
         )
+    if e is not None and e.measured_accuracy is not None:
+        lines.append(
+            f"measured accuracy {e.measured_accuracy:.3f} on {e.n_labelled} face(s) with feedback "
+            f"(estimated on them {e.expected_accuracy_labelled:.3f})"
+        )
     lines.append(f"drifted: {', '.join(report.drifted)}" if report.drifted else "no drift")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ faces. Its features carry the names a reference profile uses:
 - per face: ``confidence`` (top calibrated probability), ``face_size`` (shorter box side, px),
   ``face_score`` (the detector's score; faces without one are left out), and the class mix
   ``label`` (the class names and ``uncertain``);
+- feedback: the true label of a face that has one (for the measured accuracy beside the estimate);
 - per request: the image quality features ``brightness``, ``contrast``, ``sharpness``,
   ``saturation`` and ``face_count``.
 
@@ -20,12 +21,12 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, select
 
 from maskops.monitor.estimate import PerformanceEstimate, estimate_performance
 from maskops.monitor.records import utc_naive
 from maskops.monitor.reference import FeatureDrift, ReferenceProfile, compare_to_reference
-from maskops.monitor.schema import FaceRow, RequestRow
+from maskops.monitor.schema import FaceRow, FeedbackRow, RequestRow
 from maskops.types import MaskClass
 
 FACE_FEATURES = ("confidence", "face_size", "face_score")
@@ -45,6 +46,13 @@ class FaceWindow:
     categorical: dict[str, list[str]]
     probabilities: np.ndarray
     class_names: list[str]
+    true_labels: list[str | None]
+
+    def label_ids(self) -> np.ndarray:
+        """The feedback per face as class ids: -1 without feedback or with a non-class answer
+        (``not_a_face``)."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return np.array([index.get(t, -1) if t else -1 for t in self.true_labels], dtype=np.int64)
 
 
 def _floats(values: list[Any]) -> np.ndarray:
@@ -86,13 +94,13 @@ def load_window(
             req_query = select(*req_cols).where(RequestRow.created_at >= since, *site_filter)
             reqs = list(conn.execute(req_query).all())
             faces = conn.execute(
-                select(*face_cols, FaceRow.probabilities)
+                _with_feedback(select(*face_cols, FaceRow.probabilities, FeedbackRow.true_label))
                 .join(RequestRow, RequestRow.request_id == FaceRow.request_id)
                 .where(RequestRow.created_at >= since, *site_filter)
             ).all()
         else:
             faces = conn.execute(
-                select(*face_cols, FaceRow.probabilities)
+                _with_feedback(select(*face_cols, FaceRow.probabilities, FeedbackRow.true_label))
                 .join(RequestRow, RequestRow.request_id == FaceRow.request_id)
                 .where(*site_filter)
                 .order_by(RequestRow.created_at.desc(), FaceRow.request_id, FaceRow.face_index)
@@ -121,7 +129,14 @@ def load_window(
         categorical={CLASS_MIX: [f.label for f in faces]},
         probabilities=probs.reshape(-1, len(names)),
         class_names=names,
+        true_labels=[f.true_label for f in faces],
     )
+
+
+def _with_feedback(query: Any) -> Any:
+    # the latest feedback answer is the only row per face (feedback's primary key is the face)
+    on = and_(FeedbackRow.request_id == FaceRow.request_id, FeedbackRow.face_index == FaceRow.face_index)
+    return query.select_from(FaceRow).outerjoin(FeedbackRow, on)
 
 
 @dataclass(frozen=True)
@@ -194,7 +209,7 @@ def drift_report(
     estimate = None
     if window.n_faces:
         try:
-            estimate = estimate_performance(window.probabilities, window.class_names)
+            estimate = estimate_performance(window.probabilities, window.class_names, window.label_ids())
         except ValueError:
             estimate = None  # faces logged without full probabilities: no estimate
     return DriftReport(window, features, estimate, profile.accuracy)
