@@ -166,3 +166,23 @@ def test_bad_reference_exits_2(tmp_path: Path) -> None:
     code, out = run("--reference", bad, "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert code == 2
     assert "reference profile version None" in out
+
+
+def test_window_on_sqlite_and_postgresql(store) -> None:  # type: ignore[no-untyped-def]
+    write_records(
+        store,
+        [
+            make_record("a", ("with_mask", "uncertain"), site="gate", created_at=NOW - timedelta(minutes=3)),
+            make_record("b", ("without_mask",), site="gate", created_at=NOW - timedelta(minutes=2)),
+            make_record("c", ("with_mask",), site="yard", created_at=NOW - timedelta(minutes=1)),
+        ],
+    )
+    add_feedback(store, request_id="a", face_index=1, true_label="with_mask")
+    last2 = load_window(store, last=2)
+    assert (last2.n_requests, last2.n_faces) == (2, 2)
+    assert sorted(last2.categorical["label"]) == ["with_mask", "without_mask"]
+    gate = load_window(store, since=NOW - timedelta(hours=1), site="gate")
+    assert (gate.n_requests, gate.n_faces) == (2, 3)
+    np.testing.assert_allclose(sorted(gate.numeric["face_count"]), [1.0, 2.0])
+    assert sorted(t or "" for t in gate.true_labels) == ["", "", "with_mask"]
+    assert gate.label_ids().tolist().count(0) == 1
