@@ -152,6 +152,8 @@ def test_empty_store_is_not_enough_data(tmp_path: Path, reference: Path) -> None
     [
         (["--since", "1h", "--last", "10"], "not both"),
         (["--since", "yesterday"], "expected an ISO date"),
+        (["--test", "brightness"], "expected FEATURE=TEST"),
+        (["--test", "brightness=kl"], "unknown drift test 'kl'; choose one of: chi_square, ks, mmd"),
     ],
 )
 def test_bad_windows_exit_2(tmp_path: Path, reference: Path, args: list[str], message: str) -> None:
@@ -186,3 +188,20 @@ def test_window_on_sqlite_and_postgresql(store) -> None:  # type: ignore[no-unty
     np.testing.assert_allclose(sorted(gate.numeric["face_count"]), [1.0, 2.0])
     assert sorted(t or "" for t in gate.true_labels) == ["", "", "with_mask"]
     assert gate.label_ids().tolist().count(0) == 1
+
+
+def test_test_choice_per_feature(tmp_path: Path, reference: Path) -> None:
+    url = fill(f"sqlite:///{tmp_path / 'dark.db'}", 120, seed=1, dim=0.5)
+    choices = ["--test", "brightness=psi", "--test", "contrast=wasserstein"]
+    code, out = run("--reference", reference, "--db", url, "--json", *choices)
+    assert code == 1, out
+    tests = {f["feature"]: f["test"] for f in json.loads(out)["features"]}
+    assert [tests[k] for k in ("brightness", "contrast", "label", "sharpness")] == [
+        "psi",
+        "wasserstein",
+        "chi_square",
+        "ks",
+    ]
+    code, out = run("--reference", reference, "--db", url, "--test", "label=ks")
+    assert code == 2
+    assert "drift test 'ks' is for numeric features; label is categorical" in out

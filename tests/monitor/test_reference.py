@@ -129,3 +129,8 @@ def test_compare_tiny_window_is_not_enough_data() -> None:
         True,
         True,
     ]
+
+
+def test_compare_rejects_a_test_of_another_kind() -> None:
+    with pytest.raises(ValueError, match="drift test 'mmd' is for embedding features; brightness is numeric"):
+        compare_to_reference(_profile(), numeric={"brightness": [0.5] * 20}, tests={"brightness": "mmd"})

@@ -244,15 +244,22 @@ def drift(
     ),
     last: int = typer.Option(None, "--last", min=1, help="Window: the latest N faces (default 1000)."),
     site: str = typer.Option(None, "--site", help="Only this site or camera tag."),
+    test: list[str] = typer.Option(
+        [],
+        "--test",
+        metavar="FEATURE=TEST",
+        help="A test for a feature, e.g. brightness=psi (repeatable; default: by feature kind).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     db: str = DB,
 ) -> None:
     """Test a window of the store against the reference profile (exit 1 when a feature drifted)."""
     from maskops.monitor.reference import ReferenceProfile
     from maskops.monitor.stats import parse_time
-    from maskops.monitor.window import drift_report
+    from maskops.monitor.window import drift_report, parse_test_choices
 
     try:
+        tests = parse_test_choices(test)
         if since is not None and last is not None:
             raise ValueError("give --since or --last, not both")
         t0 = parse_time(since, datetime.now(UTC).replace(tzinfo=None)) if since else None
@@ -261,7 +268,11 @@ def drift(
     except ValueError as exc:
         raise _fail(exc) from None
     try:
-        report = drift_report(engine, profile, since=t0, last=None if t0 else (last or 1000), site=site)
+        report = drift_report(
+            engine, profile, since=t0, last=None if t0 else (last or 1000), site=site, tests=tests
+        )
+    except ValueError as exc:
+        raise _fail(exc) from None
     finally:
         engine.dispose()
     if as_json:

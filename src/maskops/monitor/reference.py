@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from maskops.monitor.drift import DriftResult, FeatureKind, default_drift_test, get_drift_test
+from maskops.monitor.drift import DriftResult, DriftTest, FeatureKind, default_drift_test, get_drift_test
 
 logger = logging.getLogger(__name__)
 
@@ -210,20 +210,28 @@ def compare_to_reference(
 
     Raises:
         UnknownDriftTestError: a test name in ``tests`` that is not registered.
+        ValueError: a test in ``tests`` for another kind of feature (``ks`` for the class mix).
     """
     tests = tests or {}
     out: list[FeatureDrift] = []
     for name in sorted(set(profile.numeric) & set(numeric or {})):
         sketch = profile.numeric[name]
-        test = get_drift_test(tests.get(name) or default_drift_test("numeric", sketch.n))
+        test = _test_for(name, "numeric", tests.get(name) or default_drift_test("numeric", sketch.n))
         out.append(FeatureDrift(name, "numeric", test(sketch.sample(), (numeric or {})[name])))
     for name in sorted(set(profile.categorical) & set(categorical or {})):
         counts = profile.categorical[name]
         reference = np.repeat(np.array(list(counts), dtype=object), list(counts.values()))
         current = [str(v) for v in (categorical or {})[name] if v is not None]
-        test = get_drift_test(tests.get(name) or default_drift_test("categorical"))
+        test = _test_for(name, "categorical", tests.get(name) or default_drift_test("categorical"))
         out.append(FeatureDrift(name, "categorical", test(reference, current)))
     if profile.embedding is not None and embeddings is not None:
-        test = get_drift_test(tests.get("embedding") or default_drift_test("embedding"))
+        test = _test_for("embedding", "embedding", tests.get("embedding") or default_drift_test("embedding"))
         out.append(FeatureDrift("embedding", "embedding", test(np.asarray(profile.embedding), embeddings)))
     return out
+
+
+def _test_for(feature: str, kind: FeatureKind, name: str) -> DriftTest:
+    test = get_drift_test(name)
+    if test.kind != kind:
+        raise ValueError(f"drift test {name!r} is for {test.kind} features; {feature} is {kind}")
+    return test

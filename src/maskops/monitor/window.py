@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, and_, select
 
+from maskops.monitor.drift import get_drift_test
 from maskops.monitor.estimate import PerformanceEstimate, estimate_performance
 from maskops.monitor.records import utc_naive
 from maskops.monitor.reference import FeatureDrift, ReferenceProfile, compare_to_reference
@@ -213,3 +214,18 @@ def drift_report(
         except ValueError:
             estimate = None  # faces logged without full probabilities: no estimate
     return DriftReport(window, features, estimate, profile.accuracy)
+
+
+def parse_test_choices(items: list[str]) -> dict[str, str]:
+    """``FEATURE=TEST`` strings as a feature -> test mapping (the last choice for a feature wins).
+
+    Raises:
+        ValueError: an item without ``=``; UnknownDriftTestError (a ValueError) for an unknown test.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        feature, sep, test = item.partition("=")
+        if not sep or not feature.strip() or not test.strip():
+            raise ValueError(f"expected FEATURE=TEST (e.g. brightness=psi), got {item!r}")
+        out[feature.strip()] = get_drift_test(test.strip()).name
+    return out
