@@ -50,6 +50,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "yunet@0.3": ("yunet", {"score_threshold": 0.3}, "YuNet as shipped (upscale to 640 px), score >= 0.3"),
     "yunet": ("yunet", {"score_threshold": 0.05}, "YuNet as shipped, score >= 0.05"),
     "yunet_cal": ("yunet_cal", {"score_threshold": 0.05}, "+ box calibration (train)"),
+    "yunet_cal@0.3": ("yunet_cal", {"score_threshold": 0.3}, "the served default detector, score >= 0.3"),
     "yunet_ms": ("yunet_ms", {"score_threshold": 0.05}, "YuNet at 1.5x and 3x, NMS 0.4"),
     "yunet_ms_flip": ("yunet_ms", {"score_threshold": 0.05, "flip": True}, "yunet_ms + mirrored views"),
     "yunet_ms_cal": ("yunet_ms_cal", {"score_threshold": 0.05}, "yunet_ms + box calibration (train)"),
