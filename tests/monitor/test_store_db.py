@@ -206,3 +206,39 @@ def test_daily_rollups_migration_fills_from_the_hourly_ones(store_url: str) -> N
         assert "daily_requests" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_concurrent_upgrades_in_one_process_migrate_once(tmp_path) -> None:
+    """The writer thread and the app may both migrate a store that was down at startup."""
+    import threading
+
+    from sqlalchemy import text
+
+    from maskops.monitor.db import make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine, "0001")
+    with engine.begin() as conn:  # rollups for 0002 to fold into days (a second fold would collide)
+        conn.execute(
+            text(
+                "INSERT INTO hourly_requests (hour, site, source, latency_bin, requests) "
+                "VALUES (48, '', 'api', 3, 5), (49, '', 'api', 3, 2)"
+            )
+        )
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            upgrade(engine)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert current_revision(engine) == "0003"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT day, requests FROM daily_requests")).all() == [(2, 7)]

@@ -8,6 +8,7 @@ elsewhere (``postgresql+psycopg://user:password@host/db`` for a team).
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -89,18 +90,26 @@ def _alembic_config(engine: Engine) -> Any:
     return cfg
 
 
+# one migration at a time in a process: the writer thread migrates a store that was down at startup
+# while the app (or a command) may open it too; on PostgreSQL an advisory lock also covers other
+# processes (migrations/env.py)
+_MIGRATE_LOCK = threading.Lock()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the store's schema up to ``revision`` (creating it on an empty database)."""
     from alembic import command
 
-    command.upgrade(_alembic_config(engine), revision)
+    with _MIGRATE_LOCK:
+        command.upgrade(_alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     """Migrate the store's schema down to ``revision`` (``base`` drops every table)."""
     from alembic import command
 
-    command.downgrade(_alembic_config(engine), revision)
+    with _MIGRATE_LOCK:
+        command.downgrade(_alembic_config(engine), revision)
 
 
 def current_revision(engine: Engine) -> str | None:
