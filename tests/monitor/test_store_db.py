@@ -230,7 +230,7 @@ def test_concurrent_upgrades_in_one_process_migrate_once(tmp_path) -> None:
     def run() -> None:
         try:
             upgrade(engine)
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(4)]
