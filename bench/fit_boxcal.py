@@ -1,4 +1,8 @@
-"""Fit the box calibration of a face detector on facemask-voc ``train`` and choose its form on ``val``.
+"""Fit the box calibration of a face detector on ``train`` and choose its form on ``val``.
+
+The images are those of facemask-voc, or of every dataset given with ``--datasets`` (their train splits
+pooled for the fit, their val splits pooled for the choice). The calibration shipped now is scored on
+the same val beside the candidates, and a new file is written only when a candidate beats it.
 
 For each detector the script
 1. runs it on every ``train`` image and pairs its boxes (face score >= 0.5) with the true boxes
@@ -11,7 +15,8 @@ For each detector the script
 
 ``test`` is never used.
 
-    .venv/bin/python bench/fit_boxcal.py [--detector yunet --detector yunet_ms] [--dry-run]
+    .venv/bin/python bench/fit_boxcal.py [--detector yunet --detector yunet_ms]
+        [--datasets facemask-voc,facemask-ilc2021] [--dry-run]
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 
 from maskops.config import Settings
 from maskops.detect import create_detector
-from maskops.detect.boxcal import BoxCalibration, calibration_path
+from maskops.detect.boxcal import BoxCalibration, calibration_path, load_calibration
 from maskops.evaluate.detection import evaluate_detections
 from maskops.evaluate.detection_run import VocImage, load_voc_split, oracle_labels, score_faces
 from maskops.train.boxcal_fit import box_offsets, fit_box_calibration, matched_pairs
@@ -66,13 +71,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--detector", action="append", help="detector name (repeatable; default yunet, yunet_ms)"
     )
+    parser.add_argument("--datasets", default="facemask-voc", help="VOC datasets to pool (comma-separated)")
     parser.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MASKOPS_NO_PROGRESS", "1")
-    root = Settings().data_dir / "facemask-voc"
-    train = load_voc_split(root, "train", CLASSES)
-    val = load_voc_split(root, "val", CLASSES)
+    names = args.datasets.split(",")
+    roots = [Settings().data_dir / d for d in names]
+    train = [it for root in roots for it in load_voc_split(root, "train", CLASSES)]
+    val = [it for root in roots for it in load_voc_split(root, "val", CLASSES)]
     for name in args.detector or ["yunet", "yunet_ms"]:
         print(f"\n## {name}: fitting on {len(train)} train images, choosing on {len(val)} val images")
         tr_faces = run_detector(name, train)
@@ -87,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for k, label in enumerate(["dx", "dy", "sx", "sy"]):
             vals = q[:, k] if k < 2 else np.exp(q[:, k])
             print(f"  {label:10s} {vals[0]:+.4f}  {vals[1]:+.4f}  {vals[2]:+.4f}")
-        desc = f"facemask-voc train ({len(train)} images, {len(pred)} pairs, face score >= 0.5, IoU >= 0.3)"
+        desc = f"{' + '.join(names)} train ({len(train)} images, {len(pred)} pairs, face score >= 0.5, IoU >= 0.3)"
         candidates = {
             "median": fit_box_calibration(pred, gt, method="median", detector=name, fitted_on=desc),
             "mean": fit_box_calibration(pred, gt, method="mean", detector=name, fitted_on=desc),
@@ -102,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("\n| calibration | val mAP@0.5 | val mAP@0.5:0.95 | mean IoU train (before -> after) |")
         print("| --- | --- | --- | --- |")
         print(f"| none | {base[0]:.4f} | {base[1]:.4f} | |")
+        shipped = None
+        if calibration_path(name).is_file():
+            shipped = oracle_map(va_faces, val, load_calibration(name))
+            print(f"| shipped ({load_calibration(name).fitted_on}) | {shipped[0]:.4f} | {shipped[1]:.4f} | |")
         scores = {}
         for label, cal in candidates.items():
             m = oracle_map(va_faces, val, cal)
@@ -130,6 +141,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             },
         )
         print(f"chosen: {best}: " + ", ".join(f"{c}" for c in cal.corrections))
+        if shipped is not None and (round(scores[best][0], 4), scores[best][1]) <= (
+            round(shipped[0], 4),
+            shipped[1],
+        ):
+            print("the shipped calibration is at least as good on this val: kept")
+            continue
         if not args.dry_run:
             print(f"wrote {cal.save(calibration_path(name))}")
 
