@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # annotations only: importing this module loads neither numpy
 
 __all__ = ["DEFAULT_DETECTOR", "YUNET_SINGLE", "DetectorError", "FaceDetector"]
 
-# the face pipeline's detector: YuNet with the box calibration fitted on facemask-voc train (same
+# the face pipeline's detector: YuNet with the box calibration fitted on facemask-voc + facemask-ilc2021 train (same
 # speed; framing as annotated, which the classifier was trained on; bench/detection_map.py). The
 # service, `maskops detect`, `maskops watch` and `maskops evaluate --detection` default to it.
 DEFAULT_DETECTOR = "yunet_cal"
