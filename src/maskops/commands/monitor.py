@@ -4,6 +4,8 @@ and drift against the reference profile."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,17 +72,26 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+@contextmanager
+def cli_store(db: str | None) -> Iterator[Engine]:
+    """``open_for_cli`` for a command: a store that cannot be opened exits 2; the engine is disposed."""
+    try:
+        engine = open_for_cli(db)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 @app.command()
 def migrate(db: str = DB) -> None:
     """Create or upgrade the store's schema to the latest revision."""
     from maskops.monitor.db import current_revision
 
-    try:
-        engine = open_for_cli(db)
-    except ValueError as exc:
-        raise _fail(exc) from None
-    typer.echo(f"prediction store at revision {current_revision(engine)}")
-    engine.dispose()
+    with cli_store(db) as engine:
+        typer.echo(f"prediction store at revision {current_revision(engine)}")
 
 
 @app.command()
@@ -96,13 +107,10 @@ def prune(
 
     try:
         period = parse_period(older_than)
-        engine = open_for_cli(db)
     except ValueError as exc:
         raise _fail(exc) from None
-    try:
+    with cli_store(db) as engine:
         result = prune_store(engine, period)
-    finally:
-        engine.dispose()
     typer.echo(
         f"deleted {result.requests} request(s), {result.faces} face(s) and {result.feedback} feedback "
         f"answer(s) served before {result.cutoff.isoformat(timespec='seconds')}Z"
@@ -126,13 +134,10 @@ def accuracy(
     try:
         t0 = parse_time(start, now) if start else None
         t1 = parse_time(end, now) if end else None
-        engine = open_for_cli(db)
     except ValueError as exc:
         raise _fail(exc) from None
-    try:
+    with cli_store(db) as engine:
         report = measured_accuracy(engine, t0, t1, site=site)
-    finally:
-        engine.dispose()
     typer.echo(json.dumps(asdict(report), indent=2))
 
 
@@ -221,14 +226,8 @@ def export_reviewed(
     Add the folder to a task config as a source (kind: folder); `maskops data validate` checks it."""
     from maskops.monitor.review import export_reviewed as export
 
-    try:
-        engine = open_for_cli(db)
-    except ValueError as exc:
-        raise _fail(exc) from None
-    try:
+    with cli_store(db) as engine:
         counts = export(engine, out)
-    finally:
-        engine.dispose()
     total = sum(counts.values())
     per_class = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
     typer.echo(f"wrote {total} reviewed crop(s) to {out} ({per_class})")
@@ -264,17 +263,15 @@ def drift(
             raise ValueError("give --since or --last, not both")
         t0 = parse_time(since, datetime.now(UTC).replace(tzinfo=None)) if since else None
         profile = ReferenceProfile.load(reference)
-        engine = open_for_cli(db)
     except ValueError as exc:
         raise _fail(exc) from None
-    try:
-        report = drift_report(
-            engine, profile, since=t0, last=None if t0 else (last or 1000), site=site, tests=tests
-        )
-    except ValueError as exc:
-        raise _fail(exc) from None
-    finally:
-        engine.dispose()
+    with cli_store(db) as engine:
+        try:
+            report = drift_report(
+                engine, profile, since=t0, last=None if t0 else (last or 1000), site=site, tests=tests
+            )
+        except ValueError as exc:
+            raise _fail(exc) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
