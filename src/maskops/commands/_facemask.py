@@ -17,6 +17,14 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "facemask.onnx"
 
+# the detector score cut of ``detect`` and ``watch`` (``face_threshold_of`` merges the two)
+FACE_THRESHOLD = typer.Option(
+    None, "--face-threshold", min=0.0, max=1.0, help="Minimum face-detector score (default: the detector's)."
+)
+DEPRECATED_THRESHOLD = typer.Option(
+    None, "--threshold", min=0.0, max=1.0, hidden=True, help="Deprecated name of --face-threshold."
+)
+
 
 def default_model_path() -> Path:
     """``<models_dir>/facemask.onnx`` (``MASKOPS_MODELS_DIR``, default ``models/`` of the repo)."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from maskops.commands._facemask import DEPRECATED_THRESHOLD, FACE_THRESHOLD
 from maskops.detect.base import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
@@ -33,16 +34,8 @@ def register(app: typer.Typer) -> None:
         uncertain: bool = typer.Option(
             True, "--uncertain/--no-uncertain", help="Hard faces are 'uncertain' and do not vote."
         ),
-        face_threshold: float = typer.Option(
-            None,
-            "--face-threshold",
-            min=0.0,
-            max=1.0,
-            help="Minimum face-detector score (default: the detector's).",
-        ),
-        threshold: float = typer.Option(
-            None, "--threshold", min=0.0, max=1.0, hidden=True, help="Deprecated name of --face-threshold."
-        ),
+        face_threshold: float = FACE_THRESHOLD,
+        threshold: float = DEPRECATED_THRESHOLD,
         min_confidence: float = typer.Option(
             None, "--min-confidence", min=0.0, max=1.0, help="Below this class confidence: uncertain."
         ),
