@@ -32,11 +32,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from maskops.boxes import box_iou, nested_mask
 from maskops.config import Settings
 from maskops.data.images import read_bgr
 from maskops.data.sources import parse_voc
 from maskops.detect.detectors import create_detector
-from maskops.evaluate.detection import box_iou
 
 FRAME = 512
 FILL = (0.70, 0.95)
@@ -127,20 +127,6 @@ def photo_closeups(seed: int, limit: int | None) -> Iterator[tuple[str, np.ndarr
                 return
 
 
-def nested_count(xyxy: np.ndarray, overlap: float = 0.75) -> int:
-    """Boxes with at least ``overlap`` of their area inside another, larger box."""
-    if len(xyxy) < 2:
-        return 0
-    b = np.asarray(xyxy, np.float64)
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    ix = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
-    share = ix * iy / np.maximum(area[:, None], 1e-9)
-    larger = area[None, :] > area[:, None]
-    np.fill_diagonal(share, 0)
-    return int(((share >= overlap) & larger).any(axis=1).sum())
-
-
 def run(detectors: dict[str, Any], frames: list[tuple[str, np.ndarray, np.ndarray]], iou: float) -> dict:
     """Every detector on every frame, interleaved per frame (timings side by side)."""
     stats = {
@@ -162,7 +148,8 @@ def run(detectors: dict[str, Any], frames: list[tuple[str, np.ndarray, np.ndarra
             if not hit:
                 st["misses"].append(fname)
             st["extra"] += int(len(faces) - hit)
-            st["nested"] += nested_count(faces.xyxy)
+            # a box with >= 75% of its area inside another box at least as large
+            st["nested"] += int(nested_mask(faces.xyxy, overlap=0.75, min_area_ratio=1.0).sum())
     n = len(frames)
     return {
         name: {
