@@ -45,7 +45,9 @@ detect_cmd.register(app)
 watch_cmd.register(app)
 stats_cmd.register(app)
 app.add_typer(
-    monitor_cmd.app, name="monitor", help="The prediction store: migrate, prune, measured accuracy, drift, replay, export-reviewed."
+    monitor_cmd.app,
+    name="monitor",
+    help="The prediction store: migrate, prune, measured accuracy, drift, replay, export-reviewed.",
 )
 
 
