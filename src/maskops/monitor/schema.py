@@ -3,6 +3,10 @@
 - ``requests``: one row per served request (the request id is the primary key).
 - ``faces``: one row per face of a request, keyed by (request id, face index).
 - ``feedback``: ground truth for a face (the latest answer for a face wins).
+- ``monitor_checks`` / ``drift_results``: one row per monitoring check of a window (the label-free
+  accuracy estimate beside the measured one) and one per feature tested in it.
+- ``alert_states`` / ``alert_events``: the current state of each alert rule (per site where the rule
+  is per site) and the history of firing and resolved notifications.
 - ``hourly_requests`` / ``hourly_faces`` and ``daily_requests`` / ``daily_faces``: rollups the
   writer keeps in the same transaction as the rows, so business stats over millions of faces read
   a few thousand rows. Latency goes into
@@ -19,6 +23,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -179,3 +184,71 @@ class FaceCropRow(Base):
             name="fk_face_crops_face",
         ),
     )
+
+
+class MonitorCheckRow(Base):
+    """One monitoring check: a window of the store tested against the reference profile."""
+
+    __tablename__ = "monitor_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime)
+    window_end: Mapped[datetime | None] = mapped_column(DateTime)
+    site: Mapped[str | None] = mapped_column(String(64))
+    n_requests: Mapped[int] = mapped_column(Integer)
+    n_faces: Mapped[int] = mapped_column(Integer)
+    drifted: Mapped[bool] = mapped_column(Boolean)
+    expected_accuracy: Mapped[float | None] = mapped_column(Float)
+    accuracy_low: Mapped[float | None] = mapped_column(Float)
+    accuracy_high: Mapped[float | None] = mapped_column(Float)
+    measured_accuracy: Mapped[float | None] = mapped_column(Float)
+    n_feedback: Mapped[int] = mapped_column(Integer, default=0)
+    reference_accuracy: Mapped[float | None] = mapped_column(Float)
+    report: Mapped[dict[str, object]] = mapped_column(JSON, comment="the full drift report")
+
+
+class DriftResultRow(Base):
+    """One feature's drift test inside a check."""
+
+    __tablename__ = "drift_results"
+
+    check_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("monitor_checks.id", ondelete="CASCADE"), primary_key=True
+    )
+    feature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    test: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float, comment="None: not enough data")
+    threshold: Mapped[float] = mapped_column(Float)
+    drifted: Mapped[bool] = mapped_column(Boolean)
+
+
+class AlertStateRow(Base):
+    """The current state of an alert rule for one key (a site, or '' for rules over all traffic)."""
+
+    __tablename__ = "alert_states"
+
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True, comment="'' when not per site")
+    firing: Mapped[bool] = mapped_column(Boolean)
+    since: Mapped[datetime] = mapped_column(DateTime, comment="when the current state began")
+    last_notified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    incident_id: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+
+
+class AlertEventRow(Base):
+    """A notification: a rule started firing or resolved (both carry the incident id)."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(128), comment="'' when not per site")
+    state: Mapped[str] = mapped_column(String(16), comment="firing or resolved")
+    incident_id: Mapped[str] = mapped_column(String(64), index=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(String(1000))
+    delivery: Mapped[dict[str, object]] = mapped_column(JSON, comment="channel -> outcome")
