@@ -303,3 +303,10 @@ def _drift_text(report: DriftReport) -> str:
         )
     lines.append(f"drifted: {', '.join(report.drifted)}" if report.drifted else "no drift")
     return "\n".join(lines)
+
+
+# commands kept in their own modules
+from maskops.commands import monitor_reference, monitor_report, monitor_run  # noqa: E402
+
+for _module in (monitor_reference, monitor_report, monitor_run):
+    _module.register(app)
