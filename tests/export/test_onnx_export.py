@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from maskops.export.onnx import ParityError, check_parity, export_onnx
+from maskops.export.onnx import ParityError, check_parity, export_onnx, torch_features
+from maskops.inference.preprocess import preprocess
 from maskops.provenance import git_commit
 from maskops.types import ModelSpec
 
@@ -23,11 +24,41 @@ def test_export_writes_valid_self_contained_onnx_with_dynamic_batch(exported, sp
     onnx.checker.check_model(model)
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert [i.name for i in model.graph.input] == ["input"]
-    assert [o.name for o in model.graph.output] == ["logits"]
+    assert [o.name for o in model.graph.output] == ["logits", "features"]
     session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     for n in (1, 5):
-        out = session.run(None, {"input": np.zeros((n, 3, 24, 20), np.float32)})[0]
-        assert out.shape == (n, 3)
+        logits, features = session.run(None, {"input": np.zeros((n, 3, 24, 20), np.float32)})
+        assert logits.shape == (n, 3)
+        assert features.shape == (n, 8)
+
+
+def test_features_output_matches_torchs_pooled_features(tiny_model, exported, images, spec) -> None:
+    batch = preprocess(images, spec)
+    session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    logits, features = session.run(None, {"input": batch})
+    expected = torch_features(tiny_model, batch)
+    # the head's input: global-average-pooled ReLU activations of the conv layer
+    with torch.no_grad():
+        x = torch.from_numpy(batch)
+        pooled = tiny_model.pool(torch.relu(tiny_model.bn(tiny_model.conv(x)))).flatten(1).numpy()
+    np.testing.assert_allclose(expected, pooled, atol=1e-6)
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, tiny_model(torch.from_numpy(batch)).numpy(), atol=1e-5)
+
+
+def test_export_without_features_has_the_logits_only(tmp_path, tiny_model, spec: ModelSpec) -> None:
+    path = export_onnx(tiny_model, spec, tmp_path / "old.onnx", features=False)
+    assert [o.name for o in onnx.load(str(path)).graph.output] == ["logits"]
+
+
+def test_features_need_a_linear_head(tmp_path, spec: ModelSpec) -> None:
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 3, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    ).eval()
+    with pytest.raises(ValueError, match=r"no nn\.Linear head"):
+        export_onnx(model, spec, tmp_path / "m.onnx")
+    assert export_onnx(model, spec, tmp_path / "m.onnx", features=False).is_file()
 
 
 def test_export_writes_card_with_commit_and_opset(exported, spec: ModelSpec) -> None:

@@ -147,3 +147,19 @@ def test_fp16_weights_halve_the_file_and_stay_within_rounding(exported, images, 
     assert card.extra["quantized"] == "fp16-weights"
     report = compare_accuracy(exported, out, images, p32.argmax(1), label="fp16")
     assert report["fp32_accuracy"] == 1.0 and "fp16_accuracy" in report
+
+
+@pytest.mark.parametrize("form", ["static", "dynamic", "fp16"])
+def test_compressed_models_keep_the_features_output(form, exported, images, tmp_path) -> None:
+    out = tmp_path / f"{form}.onnx"
+    if form == "fp16":
+        path = compress_fp16(exported, out)
+    else:
+        path = quantize_int8(exported, out, images, method=form)
+    assert [o.name for o in onnx.load(str(path)).graph.output] == ["logits", "features"]
+    fp32, small = OnnxClassifier(exported), OnnxClassifier(path)
+    assert small.has_features
+    f32, f8 = fp32.predict_features(images), small.predict_features(images)
+    assert f8.shape == f32.shape == (len(images), 8)
+    # the int8 features are close to fp32's, not equal
+    assert np.corrcoef(f32.ravel(), f8.ravel())[0, 1] > 0.95

@@ -85,6 +85,7 @@ class FaceResult:
         timings_ms: wall time per stage (``detect``, ``classify``).
         image_size: (width, height).
         class_names: the classifier's class names, in class-id order.
+        embeddings: (n, dims) float16 compact embeddings of the faces, when the classifier gives them.
     """
 
     detections: Detections
@@ -93,6 +94,7 @@ class FaceResult:
     timings_ms: dict[str, float]
     image_size: tuple[int, int]
     class_names: tuple[str, ...] = ()
+    embeddings: np.ndarray | None = None
 
     def counts(self) -> dict[str, int]:
         """Faces per class, plus ``uncertain`` (see ``count_faces``)."""
@@ -280,7 +282,13 @@ class FaceMaskPipeline:
                 names,
             )
         crops = self.crops(image, faces)
-        probs = self.classifier.predict_proba(crops, batch_size=self.config.batch_size).astype(np.float32)
+        bs = self.config.batch_size
+        # a duck-typed classifier with predict_proba only (test doubles) gives no embeddings
+        with_embedding = getattr(self.classifier, "predict_with_embedding", None)
+        if with_embedding is not None:
+            probs, embeddings = with_embedding(crops, batch_size=bs)
+        else:
+            probs, embeddings = self.classifier.predict_proba(crops, batch_size=bs).astype(np.float32), None
         class_id = probs.argmax(1).astype(np.int64)
         confidence = probs.max(1).astype(np.float32)
         reasons: list[str | None] = [None] * n
@@ -301,7 +309,13 @@ class FaceMaskPipeline:
                     class_id[i] = UNCERTAIN
         timings = {"classify": (time.perf_counter() - t0) * 1000.0}
         return FaceResult(
-            faces.replace(class_id=class_id, confidence=confidence), probs, reasons, timings, (w, h), names
+            faces.replace(class_id=class_id, confidence=confidence),
+            probs,
+            reasons,
+            timings,
+            (w, h),
+            names,
+            embeddings,
         )
 
     def __call__(self, image_bgr: np.ndarray) -> FaceResult:

@@ -3,6 +3,11 @@
 The exporter is torch's TorchScript-based one (``dynamo=False``): the torch.export-based exporter
 (torch's default since 2.9) needs ``onnxscript``, which is not a dependency. The TorchScript exporter
 writes every weight inside the ``.onnx`` file (no external data), with a dynamic batch axis.
+
+Besides the logits the file has a second output, ``features``: the pooled features the classification
+head reads (the input of the model's last ``nn.Linear``), from which serving computes the compact face
+embedding (``maskops.inference.projection``). Files exported before it have the logits only; every
+reader treats the second output as optional.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maskops.inference.preprocess import preprocess
+from maskops.inference.projection import FEATURES_OUTPUT
 from maskops.numeric import softmax
 from maskops.provenance import git_commit
 from maskops.types import ModelSpec
@@ -32,6 +38,7 @@ logger = logging.getLogger(__name__)
 MIN_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+FEATURES_NAME = FEATURES_OUTPUT
 
 
 class ParityError(ValueError):
@@ -70,11 +77,69 @@ class ParityResult:
         }
 
 
-def export_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: str | Path, *, opset: int = 17) -> Path:
+def classifier_head(model: torch.nn.Module) -> torch.nn.Linear:
+    """The model's classification head: its last ``nn.Linear`` (in registration order).
+
+    Raises:
+        ValueError: the model has no ``nn.Linear``.
+    """
+    import torch
+
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not heads:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear head whose input could be exported")
+    return heads[-1]
+
+
+def with_features(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` returning ``(logits, pooled features)``: the features are what its head reads,
+    captured by a forward pre-hook (so any architecture with a final ``nn.Linear`` works)."""
+    import torch
+
+    head = classifier_head(model)
+
+    class _WithFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            seen: list[torch.Tensor] = []
+            handle = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+            try:
+                logits = self.model(x)
+            finally:
+                handle.remove()
+            return logits, seen[-1].flatten(1)
+
+    return _WithFeatures()
+
+
+def torch_features(model: torch.nn.Module, batch: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The pooled features (head input) of ``model`` on a preprocessed batch, computed by torch."""
+    import torch
+
+    wrapped = with_features(copy.deepcopy(model).to("cpu").eval())
+    outs = []
+    with torch.no_grad():
+        for start in range(0, batch.shape[0], batch_size):
+            outs.append(wrapped(torch.from_numpy(batch[start : start + batch_size]))[1].numpy())
+    return np.concatenate(outs).astype(np.float32)
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    spec: ModelSpec,
+    out_path: str | Path,
+    *,
+    opset: int = 17,
+    features: bool = True,
+) -> Path:
     """Export ``model`` to ONNX with a dynamic batch axis and write its card beside it.
 
-    The file has one input ``input`` (N x 3 x H x W float32, normalised as ``spec`` says) and one
-    output ``logits`` (N x C). Weights are stored inside the file. The card is ``spec`` with the git
+    The file has one input ``input`` (N x 3 x H x W float32, normalised as ``spec`` says) and the
+    outputs ``logits`` (N x C) and, with ``features``, ``features`` (N x D, the input of the model's
+    last ``nn.Linear``). Weights are stored inside the file. The card is ``spec`` with the git
     commit filled in (kept when the spec already names the training commit), ``format="onnx"`` and
     the opset and export time in ``extra``.
 
@@ -83,12 +148,14 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: str | Path, *
         spec: the model card; ``input_size`` and ``class_names`` must match the model.
         out_path: where to write the ``.onnx`` file (parent folders are created).
         opset: ONNX opset, at least 17.
+        features: add the ``features`` output (needs a final ``nn.Linear`` head).
 
     Returns:
         The path of the written ``.onnx`` file.
 
     Raises:
-        ValueError: opset below 17, or the model's output does not have ``spec.num_classes`` columns.
+        ValueError: opset below 17, the model's output does not have ``spec.num_classes`` columns, or
+            ``features`` and the model has no ``nn.Linear`` head reading 2-D features.
         onnx.checker.ValidationError: the exported graph is not valid ONNX.
     """
     import onnx
@@ -112,6 +179,19 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: str | Path, *
             f"model output has shape {tuple(out.shape)} for input {tuple(dummy.shape)}; "
             f"expected (2, {spec.num_classes}) for classes {spec.class_names}"
         )
+    to_export: torch.nn.Module = cpu_model
+    output_names = [OUTPUT_NAME]
+    if features:
+        to_export = with_features(cpu_model)
+        with torch.no_grad():
+            logits, pooled = to_export(dummy)
+            head_out = classifier_head(cpu_model)(pooled) if pooled.ndim == 2 else None
+        if head_out is None or not torch.allclose(head_out, logits, atol=1e-5):
+            raise ValueError(
+                f"the last nn.Linear of {type(model).__name__} is not the classification head "
+                f"(its input has shape {tuple(pooled.shape)}); export with features=False"
+            )
+        output_names.append(FEATURES_NAME)
 
     tmp_path = out_path.with_name(out_path.name + ".tmp")
     with warnings.catch_warnings():
@@ -120,13 +200,13 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: str | Path, *
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=UserWarning)
         torch.onnx.export(
-            cpu_model,
+            to_export,
             (dummy,),
             str(tmp_path),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=output_names,
             opset_version=opset,
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *output_names]},
             do_constant_folding=True,
             dynamo=False,
         )
@@ -148,7 +228,13 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: str | Path, *
         "export_git_commit": head,
     }
     card.save(ModelSpec.card_path(out_path))
-    logger.info("exported %s (%.1f KB, opset %d)", out_path, out_path.stat().st_size / 1024, opset)
+    logger.info(
+        "exported %s (%.1f KB, opset %d, outputs %s)",
+        out_path,
+        out_path.stat().st_size / 1024,
+        opset,
+        ", ".join(output_names),
+    )
     return out_path
 
 
@@ -168,8 +254,9 @@ def _onnx_logits(onnx_path: Path, batch: np.ndarray, batch_size: int) -> np.ndar
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+    logits = session.get_outputs()[0].name  # the logits come first; a ``features`` output may follow
     outs = [
-        session.run(None, {name: batch[start : start + batch_size]})[0]
+        session.run([logits], {name: batch[start : start + batch_size]})[0]
         for start in range(0, batch.shape[0], batch_size)
     ]
     return np.concatenate(outs).astype(np.float32)

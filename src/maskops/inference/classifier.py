@@ -2,6 +2,10 @@
 
 The model card beside the file (``model.onnx`` -> ``model.json``) gives the preprocessing, the class
 names and the calibration temperature; nothing here re-declares them.
+
+A model exported with the ``features`` output whose card records an embedding projection
+(``extra["embedding"]``, fitted at release) also gives a compact float16 embedding per image
+(``predict_with_embedding``); older files give ``None`` there and work as before.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from maskops.inference.preprocess import preprocess
+from maskops.inference.projection import CARD_KEY, FEATURES_OUTPUT, Projection
 from maskops.numeric import softmax
 from maskops.types import ModelSpec
 
@@ -74,6 +79,7 @@ class OnnxClassifier:
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
             raise ModelLoadError(f"{self.path}: not a loadable ONNX model: {exc}") from exc
         self._check_io()
+        self.projection = self._load_projection()
         self.num_threads = num_threads
         logger.debug("loaded %s (%s, input %s)", self.path, self.spec.task, self.spec.input_size)
 
@@ -104,6 +110,49 @@ class OnnxClassifier:
             )
         self._input_name = inputs[0].name
         self._output_name = outputs[0].name
+        names = [o.name for o in outputs[1:]]
+        self._features_name: str | None = FEATURES_OUTPUT if FEATURES_OUTPUT in names else None
+        self._feature_dims: int | None = None
+        if self._features_name is not None:
+            shape = outputs[1 + names.index(FEATURES_OUTPUT)].shape
+            if len(shape) != 2:
+                raise ModelLoadError(
+                    f"{self.path}: output {FEATURES_OUTPUT!r} must be N x D, got shape {shape}"
+                )
+            self._feature_dims = shape[1] if isinstance(shape[1], int) else None
+
+    def _load_projection(self) -> Projection | None:
+        """The card's embedding projection, when the file also has the ``features`` output."""
+        data = self.spec.extra.get(CARD_KEY)
+        if data is None:
+            return None
+        if self._features_name is None:
+            logger.warning(
+                "%s: the card records an embedding projection but the model has no %r output; no embeddings",
+                self.path,
+                FEATURES_OUTPUT,
+            )
+            return None
+        try:
+            projection = Projection.from_dict(data)
+        except ValueError as exc:
+            raise ModelLoadError(f"{self.path}: card field extra.{CARD_KEY}: {exc}") from exc
+        if self._feature_dims is not None and projection.feature_dims != self._feature_dims:
+            raise ModelLoadError(
+                f"{self.path}: card field extra.{CARD_KEY} projects {projection.feature_dims} features "
+                f"but the model's {FEATURES_OUTPUT!r} output has {self._feature_dims}"
+            )
+        return projection
+
+    @property
+    def has_features(self) -> bool:
+        """The file has the ``features`` output (pooled features of the classification head)."""
+        return self._features_name is not None
+
+    @property
+    def embedding_dims(self) -> int | None:
+        """Dimensions of the compact embedding, or None when the model gives none."""
+        return None if self.projection is None else self.projection.dims
 
     @property
     def class_names(self) -> list[str]:
@@ -133,17 +182,59 @@ class OnnxClassifier:
         Returns:
             (n, C) float32 logits; (0, C) for an empty input.
         """
+        return self._run(images_bgr, batch_size, features=False)[0]
+
+    def _run(
+        self, images_bgr: Sequence[np.ndarray], batch_size: int, features: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and, when ``features`` and the model has them, the pooled features."""
         self._check_images(images_bgr)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if features and self._features_name is None:
+            raise ValueError(f"{self.path} has no {FEATURES_OUTPUT!r} output (exported before it existed)")
         n = len(images_bgr)
-        out = np.zeros((n, self.spec.num_classes), np.float32)
+        logits = np.zeros((n, self.spec.num_classes), np.float32)
+        pooled: np.ndarray | None = None
+        names = [self._output_name, self._features_name] if features else [self._output_name]
         for start in range(0, n, batch_size):
             batch = preprocess(images_bgr[start : start + batch_size], self.spec)
-            out[start : start + batch.shape[0]] = self._session.run(
-                [self._output_name], {self._input_name: batch}
-            )[0]
-        return out
+            outs = self._session.run(names, {self._input_name: batch})
+            logits[start : start + batch.shape[0]] = outs[0]
+            if features:
+                if pooled is None:
+                    pooled = np.zeros((n, outs[1].shape[1]), np.float32)
+                pooled[start : start + batch.shape[0]] = outs[1]
+        if features and pooled is None:
+            pooled = np.zeros((0, self._feature_dims or 0), np.float32)
+        return logits, pooled
+
+    def predict_features(self, images_bgr: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """The pooled features the classification head reads: (n, D) float32.
+
+        Raises:
+            ValueError: the model has no ``features`` output.
+        """
+        pooled = self._run(images_bgr, batch_size, features=True)[1]
+        assert pooled is not None
+        return pooled
+
+    def predict_with_embedding(
+        self, images_bgr: Sequence[np.ndarray], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities and the compact embedding of each image, from one model run.
+
+        Returns:
+            ``(proba, embedding)``: (n, C) float32 as ``predict_proba``, and (n, dims) float16, or
+            None when the model has no ``features`` output or its card no projection.
+        """
+        logits, pooled = self._run(images_bgr, batch_size, features=self.projection is not None)
+        proba = softmax(logits, self.spec.temperature).astype(np.float32)
+        if self.projection is None or pooled is None:
+            return proba, None
+        if len(pooled) == 0:
+            return proba, np.zeros((0, self.projection.dims), np.float16)
+        return proba, self.projection.project(pooled)
 
     def predict_proba(self, images_bgr: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities: ``softmax(logits / spec.temperature)``; (n, C) float32."""

@@ -1,7 +1,7 @@
 """Building the record of one served image from the face pipeline's result.
 
 Used by the service (one record per request or stream frame) and by ``watch``/``detect`` with
-``--log-to``. Only numbers leave here, unless a ``HardCasePolicy`` is given
+``--log-to``. Only numbers leave here (the compact face embedding is float16 numbers too), unless a ``HardCasePolicy`` is given
 (``MASKOPS_STORE_FACES=hard``): then hard faces carry a small JPEG crop for review.
 """
 
@@ -17,6 +17,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from maskops.inference.projection import embedding_bytes
 from maskops.monitor.records import FaceRecord, PredictionRecord
 from maskops.types import Detections
 
@@ -32,8 +33,12 @@ class FacesLike(Protocol):
 
 
 def face_records(result: FacesLike, class_names: Sequence[str]) -> tuple[FaceRecord, ...]:
-    """One ``FaceRecord`` per face, in answer order (class id -1 is ``uncertain``)."""
+    """One ``FaceRecord`` per face, in answer order (class id -1 is ``uncertain``); a result with
+    ``embeddings`` (the classifier's compact embedding) stores each as float16 bytes."""
     det = result.detections
+    embeddings = getattr(result, "embeddings", None)
+    if embeddings is not None and len(embeddings) != len(det):
+        embeddings = None  # not one per face: never store an embedding under the wrong face
     faces = []
     for i in range(len(det)):
         cid = int(det.class_id[i])
@@ -46,6 +51,7 @@ def face_records(result: FacesLike, class_names: Sequence[str]) -> tuple[FaceRec
                 },
                 label=class_names[cid] if 0 <= cid < len(class_names) else UNCERTAIN,
                 uncertain_reason=result.reasons[i] if i < len(result.reasons) else None,
+                embedding=None if embeddings is None else embedding_bytes(embeddings[i]),
             )
         )
     return tuple(faces)

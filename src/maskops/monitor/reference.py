@@ -5,7 +5,11 @@ kept small enough to ship beside the model card (a few kilobytes plus the embedd
   a quantile sketch, the values at ``QUANTILE_LEVELS`` evenly spaced levels, plus count, mean, std;
 - categorical features (class mix): counts per category;
 - embeddings: a seeded subsample of at most ``EMBEDDING_ROWS`` rows (MMD needs points, not moments);
-- the measured accuracy on the reference images, when known.
+- the measured accuracy on the reference images, when known;
+- ``info``: where the profile comes from (task, model, images, what the accuracy was measured on).
+
+``maskops.monitor.profile`` builds a model's profile from its task's val and test images; it is
+saved beside the model card as ``<model>.reference.json``.
 
 Drift tests need samples, so a numeric feature is compared through a stand-in sample read off its
 sketch (``NumericSketch.sample``: evenly spaced quantiles, up to ``SKETCH_SAMPLE`` values). With
@@ -80,6 +84,7 @@ class ReferenceProfile:
     n_embedding: int = 0
     accuracy: float | None = None
     version: int = PROFILE_VERSION
+    info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +108,7 @@ class ReferenceProfile:
                 embedding=data.get("embedding"),
                 n_embedding=int(data.get("n_embedding", 0)),
                 accuracy=data.get("accuracy"),
+                info=dict(data.get("info") or {}),
             )
         except (TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"malformed reference profile: {exc}") from None
@@ -144,6 +150,7 @@ def build_reference(
     accuracy: float | None = None,
     embedding_rows: int = EMBEDDING_ROWS,
     seed: int = 0,
+    info: Mapping[str, Any] | None = None,
 ) -> ReferenceProfile:
     """Summarise reference arrays into a profile.
 
@@ -154,6 +161,7 @@ def build_reference(
         accuracy: the measured accuracy on the reference images.
         embedding_rows: the cap on kept embedding rows.
         seed: the subsample's seed.
+        info: where the profile comes from (kept as given).
 
     Raises:
         ValueError: embeddings that are not 2-D.
@@ -177,8 +185,9 @@ def build_reference(
         n_embedding = len(e)
         if len(e) > embedding_rows:
             e = e[np.sort(np.random.default_rng(seed).choice(len(e), embedding_rows, replace=False))]
-        kept = e.tolist()
-    return ReferenceProfile(sketches, counts, kept, n_embedding, accuracy)
+        # 5 significant digits: finer than the float16 embeddings the store keeps, half the JSON
+        kept = [[float(f"{v:.5g}") for v in row] for row in e.tolist()]
+    return ReferenceProfile(sketches, counts, kept, n_embedding, accuracy, info=dict(info or {}))
 
 
 @dataclass(frozen=True)
