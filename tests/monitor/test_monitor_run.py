@@ -1,0 +1,241 @@
+"""``run_checks`` end to end on a store filled with records (SQLite and PostgreSQL): checks and drift
+results stored, and a real HTTP receiver and a real SMTP server get exactly one firing and one resolved
+message per incident; ``maskops monitor run`` and its exit codes."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import typer
+import yaml
+from alert_receivers import free_port, http_receiver, smtp_receiver
+from monitor_helpers import make_record
+from sqlalchemy import Engine, func, select
+from typer.testing import CliRunner
+
+from maskops.commands import monitor as monitor_cmd
+from maskops.monitor.alert_config import parse_monitor_config
+from maskops.monitor.db import open_store
+from maskops.monitor.reference import ReferenceProfile, build_reference
+from maskops.monitor.runner import ErrorRateTracker, run_checks
+from maskops.monitor.schema import AlertEventRow, AlertStateRow, DriftResultRow, MonitorCheckRow
+from maskops.monitor.store import write_records
+from maskops.monitor.window import load_window
+
+T = datetime(2026, 12, 3, 9, 0, 0)
+LABELS = ("with_mask", "with_mask", "without_mask")
+
+
+def records(
+    n: int, end: datetime, seed: int, *, dim: float = 1.0, site: str | None = None, latency_ms: float = 20.0
+) -> list[Any]:
+    """``n`` one-face requests a minute apart up to ``end``, brightness uniform in [0.3, 0.7] x ``dim``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        r = make_record(
+            f"r{seed}-{i}",
+            (LABELS[i % 3],),
+            created_at=end - timedelta(seconds=59 * (n - 1 - i)),
+            site=site,
+            latency_ms=latency_ms,
+        )
+        out.append(
+            dataclasses.replace(r, quality={**r.quality, "brightness": float(rng.uniform(0.3, 0.7)) * dim})
+        )
+    return out
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> ReferenceProfile:
+    engine = open_store(f"sqlite:///{tmp_path / 'ref.db'}")
+    write_records(engine, records(300, T - timedelta(days=1), seed=0))
+    window = load_window(engine, last=10_000)
+    engine.dispose()
+    return build_reference(window.numeric, window.categorical, accuracy=0.9)
+
+
+def config(hook: str, smtp_port: int, **extra: Any) -> Any:
+    return parse_monitor_config(
+        {
+            "interval": "1m",
+            "window": {"since": "1h"},
+            "delivery": {"retries": 1, "backoff_s": 0.01, "timeout_s": 30},
+            "channels": {
+                "log": {"kind": "log"},
+                "hook": {"kind": "webhook", "url": hook, "format": "json"},
+                "mail": {"kind": "email", "host": "127.0.0.1", "port": smtp_port, "starttls": False,
+                         "sender": "maskops@example.org", "to": ["ops@example.org"]},
+            },
+            "rules": [
+                {"name": "input-drift", "kind": "drift", "params": {"features": ["brightness"]},
+                 "channels": ["log", "hook", "mail"], "cooldown": "10m", "retrain": True},
+                {"name": "slow", "kind": "latency_p95", "params": {"max_ms": 500}, "channels": ["log"]},
+            ],
+            **extra,
+        }
+    )  # fmt: skip
+
+
+def count(engine: Engine, table: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_one_firing_and_one_resolved_message_per_incident(store: Engine, reference: ReferenceProfile) -> None:
+    with http_receiver() as hook, smtp_receiver() as mail:
+        cfg = config(hook.url, mail.port)
+
+        def check(at: datetime) -> Any:
+            return run_checks(store, cfg, now=at, reference=reference)
+
+        write_records(store, records(60, T, seed=1))
+        first = check(T)
+        assert first.report.window.n_requests == 60 and not first.report.drifted and first.notifications == []
+        write_records(store, records(60, T + timedelta(hours=1), seed=2, dim=0.5))  # darkened hour
+        darker = check(T + timedelta(hours=1))
+        assert "brightness" in darker.report.drifted and darker.firing == [("input-drift", "")]
+        (note,) = darker.notifications
+        assert darker.delivery == [
+            {c: {"ok": True, "attempts": 1, "error": None} for c in ("log", "hook", "mail")}
+        ]
+        assert check(T + timedelta(hours=1, minutes=5)).notifications == []  # still drifting: nothing new
+        write_records(store, records(60, T + timedelta(hours=2, minutes=10), seed=3))  # back to normal
+        back = check(T + timedelta(hours=2, minutes=10))
+        assert [(n.state, n.incident_id) for n in back.notifications] == [("resolved", note.incident_id)]
+        assert back.firing == []
+        assert check(T + timedelta(hours=2, minutes=20)).notifications == []
+
+    assert [(b["state"], b["incident_id"], b["rule"]) for b in hook.bodies] == [
+        ("firing", note.incident_id, "input-drift"),
+        ("resolved", note.incident_id, "input-drift"),
+    ]
+    assert hook.bodies[0]["retrain"] is True and "brightness" in hook.bodies[0]["message"]
+    assert [m["Subject"] for m in mail.messages] == [
+        "maskops [FIRING] input-drift (warning)",
+        "maskops [RESOLVED] input-drift (warning)",
+    ]
+    assert {m["X-Maskops-Incident"] for m in mail.messages} == {note.incident_id}
+
+    assert count(store, MonitorCheckRow) == 5
+    with store.connect() as conn:
+        checks = conn.execute(select(MonitorCheckRow).order_by(MonitorCheckRow.id)).all()
+        assert [c.drifted for c in checks] == [False, True, True, False, False]
+        assert checks[1].n_faces == 61 and checks[1].reference_accuracy == 0.9  # 60 + the one at the start
+        assert checks[1].expected_accuracy is not None and checks[1].report["drifted"]
+        drift = conn.execute(select(DriftResultRow).where(DriftResultRow.check_id == checks[1].id)).all()
+        assert {d.feature: d.drifted for d in drift}["brightness"] is True
+        events = conn.execute(select(AlertEventRow).order_by(AlertEventRow.id)).all()
+        assert [(e.state, e.incident_id) for e in events] == [
+            ("firing", note.incident_id),
+            ("resolved", note.incident_id),
+        ]
+        assert all(e.delivery["hook"]["ok"] and e.delivery["mail"]["ok"] for e in events)
+        states = {(s.rule, s.key): s for s in conn.execute(select(AlertStateRow)).all()}
+        assert not states[("input-drift", "")].firing and states[("input-drift", "")].incident_id is None
+        assert not states[("slow", "")].firing and states[("slow", "")].value == pytest.approx(20.0)
+
+
+def test_a_channel_down_is_recorded_and_the_check_completes(
+    store: Engine, reference: ReferenceProfile
+) -> None:
+    with http_receiver() as hook:
+        cfg = config(hook.url, free_port())  # nothing listens on the SMTP port
+        write_records(store, records(60, T, seed=2, dim=0.5))
+        result = run_checks(store, cfg, now=T, reference=reference)
+    (delivery,) = result.delivery
+    assert delivery["hook"]["ok"] and delivery["log"]["ok"]
+    assert not delivery["mail"]["ok"] and delivery["mail"]["attempts"] == 2
+    assert len(hook.bodies) == 1
+    with store.connect() as conn:
+        (event,) = conn.execute(select(AlertEventRow)).all()
+    assert event.delivery["mail"]["ok"] is False and "Connection" in event.delivery["mail"]["error"]
+
+
+def test_without_a_reference_drift_is_skipped_and_the_rest_runs(
+    store: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = config("http://127.0.0.1:9/hook", free_port(), reference="/nonexistent/facemask.reference.json")
+    cfg = cfg.model_copy(update={"rules": [*cfg.rules[1:], *parse_monitor_config({"rules": [
+        {"name": "errors", "kind": "error_rate", "params": {"max_rate": 0.1, "min_requests": 10}},
+        {"name": "quiet", "kind": "no_traffic", "params": {"minutes": 30}},
+    ]}).rules]})  # fmt: skip
+    write_records(store, records(30, T, seed=4, latency_ms=900.0))
+    counts = iter([(100, 50), (200, 50)])
+    tracker = ErrorRateTracker(lambda: next(counts), started_at=T - timedelta(hours=2))
+    with caplog.at_level("WARNING"):
+        result = run_checks(store, cfg, now=T + timedelta(hours=1), errors=tracker)
+    assert "no reference profile at /nonexistent/facemask.reference.json" in caplog.text
+    assert not result.reference
+    verdicts = {e.rule: e.firing for e in result.evaluations}
+    assert verdicts == {"slow": None, "errors": True, "quiet": True}  # the hour since holds no request
+    # the next check's error counts are the difference since the previous sample
+    result = run_checks(store, cfg, now=T + timedelta(hours=2, minutes=30), reference=None, errors=tracker)
+    (errors,) = [e for e in result.evaluations if e.rule == "errors"]
+    assert (errors.firing, errors.value) == (False, 0.0)
+    with store.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(DriftResultRow)).scalar_one() == 0
+        assert [c.drifted for c in conn.execute(select(MonitorCheckRow)).all()] == [False, False]
+
+
+# --- the command
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.add_typer(monitor_cmd.app, name="monitor")
+    return app
+
+
+def invoke(*args: str | Path) -> tuple[int, str]:
+    out = CliRunner().invoke(cli(), ["monitor", "run", *map(str, args)])
+    return out.exit_code, out.output
+
+
+def write_config(tmp_path: Path, minutes: float, reference: Path | None = None) -> Path:
+    data: dict[str, Any] = {
+        "window": {"last": 100},
+        "channels": {"log": {"kind": "log"}},
+        "rules": [
+            {"name": "quiet", "kind": "no_traffic", "params": {"minutes": minutes}, "channels": ["log"]},
+            {"name": "input-drift", "kind": "drift", "channels": ["log"]},
+        ],
+    }
+    if reference is not None:
+        data["reference"] = str(reference)
+    path = tmp_path / "monitor.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_command_exit_codes(tmp_path: Path, reference: ReferenceProfile) -> None:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    engine = open_store(url)
+    write_records(engine, records(40, now - timedelta(minutes=20), seed=5))
+    engine.dispose()
+    ref = tmp_path / "ref.json"
+    reference.save(ref)
+
+    code, out = invoke("--once", "--config", write_config(tmp_path, 60, ref), "--db", url)
+    assert code == 0, out
+    assert "40 request(s), 40 face(s)" in out and "quiet: ok" in out and "no alert firing" in out
+
+    code, out = invoke("--once", "--config", write_config(tmp_path, 5, ref), "--db", url)
+    assert code == 1, out
+    assert "quiet: FIRING" in out and "notified firing quiet" in out and "firing: quiet" in out
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump({"rules": [{"name": "x", "kind": "no_traffic", "params": {"minutes": -1}}]})
+    )
+    code, out = invoke("--once", "--config", bad, "--db", url)
+    assert code == 2 and f"{bad}: rules[0].params.minutes: Input should be greater than 0" in out
+
+    code, out = invoke("--once", "--config", write_config(tmp_path, 5, ref), "--db", "mysql://x/y")
+    assert code == 2 and "error:" in out
