@@ -26,8 +26,9 @@ setup: $(VENV)/.installed-all
 run: $(VENV)/.installed-serve  ## web app and API on http://127.0.0.1:8000
 	$(BIN)/maskops serve
 
-test: $(VENV)/.installed-all  ## lint + the whole suite
+test: $(VENV)/.installed-all  ## lint + the docs site (mkdocs.yml, --strict: a broken link fails) + the whole suite
 	$(BIN)/ruff check src tests bench
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -q --timeout=600
 
 lint: $(VENV)/.installed-all
