@@ -5,6 +5,8 @@ message per incident; ``maskops monitor run`` and its exit codes."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -239,3 +241,95 @@ def test_command_exit_codes(tmp_path: Path, reference: ReferenceProfile) -> None
 
     code, out = invoke("--once", "--config", write_config(tmp_path, 5, ref), "--db", "mysql://x/y")
     assert code == 2 and "error:" in out
+
+
+# --- in the service
+
+
+@pytest.fixture
+def service(tmp_path: Path, linear_model: Path) -> Any:
+    """``make(monitor_config=...)``: a started app (TestClient) on a SQLite store in tmp_path."""
+    from fastapi.testclient import TestClient
+
+    from maskops.serve.app import create_app
+    from maskops.serve.settings import ServeSettings
+    from maskops.types import ModelSpec
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(linear_model, models / "facemask.onnx")
+    shutil.copy(ModelSpec.card_path(linear_model), models / "facemask.json")
+    url = f"sqlite:///{tmp_path / 'work' / 'maskops.db'}"
+    clients: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        values = {"models_dir": models, "work_dir": tmp_path / "work", "workers": 1, "log_format": "text",
+                  "warm_up": False, "database_url": url, **overrides}  # fmt: skip
+        client = TestClient(create_app(ServeSettings(**values)), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    make.url = url  # type: ignore[attr-defined]
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+def wait_for(predicate: Any) -> None:
+    """Poll until ``predicate()`` (the check runs in the app's own thread); fail after a generous while."""
+    for _ in range(600):
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the background check did not run")
+
+
+def test_the_service_runs_checks_in_the_background(service: Any, tmp_path: Path) -> None:
+    engine = open_store(service.url)
+    write_records(engine, records(30, datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=2), seed=6))
+    engine.dispose()
+    with http_receiver() as hook:
+        path = tmp_path / "monitor.yaml"
+        path.write_text(yaml.safe_dump({
+            "interval": "1h",
+            "channels": {"hook": {"kind": "webhook", "url": hook.url}},
+            "rules": [
+                {"name": "quiet", "kind": "no_traffic", "params": {"minutes": 30}, "channels": ["hook"]},
+                {"name": "errors", "kind": "error_rate", "params": {"max_rate": 0.5, "min_requests": 1}},
+            ],
+        }))  # fmt: skip
+        client = service(monitor_config=path)
+        monitor = client.app.state.monitor
+        assert monitor is not None and monitor.interval_s == 3600
+        wait_for(lambda: monitor.loop.checks >= 1)
+        result = monitor.loop.last
+        assert result is not None and result.firing == [("quiet", "")]
+        assert {e.rule: e.firing for e in result.evaluations} == {"quiet": True, "errors": None}
+        wait_for(lambda: len(hook.bodies) == 1)
+        assert client.get("/health").status_code == 200
+        client.__exit__(None, None, None)  # shutdown stops the task
+        assert client.app.state.monitor is None and monitor._task is None
+    assert [(b["rule"], b["state"]) for b in hook.bodies] == [("quiet", "firing")]
+    engine = open_store(service.url)
+    assert count(engine, MonitorCheckRow) == 1
+    engine.dispose()
+
+
+def test_the_service_counts_its_errors_for_the_error_rate() -> None:
+    from maskops.monitor.runner import status_counts
+
+    assert status_counts({"200": 90, "404": 5, "500": 3, "503": 2}) == (100, 5)
+
+
+def test_monitoring_off_or_misconfigured_never_stops_the_service(
+    service: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert service().app.state.monitor is None  # off by default
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"interval": "soon"}))
+    with caplog.at_level("ERROR"):
+        client = service(monitor_config=bad)
+    assert client.app.state.monitor is None
+    assert f"{bad}: interval: expected a duration" in caplog.text
+    assert client.get("/health").status_code == 200

@@ -13,6 +13,8 @@ Without a reference profile the check still runs: the window and the estimate ar
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -27,7 +29,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, func, insert, select
 
-from maskops.monitor.alert_config import MonitorConfig, reference_path
+from maskops.config import Settings
+from maskops.monitor.alert_config import (
+    MonitorConfig,
+    MonitorConfigError,
+    load_monitor_config,
+    reference_path,
+)
 from maskops.monitor.alerts import (
     CheckFacts,
     Evaluation,
@@ -64,8 +72,6 @@ def load_reference(path: Path) -> ReferenceProfile | None:
 
 def config_reference(config: MonitorConfig) -> ReferenceProfile | None:
     """The profile the config points at (default: the shipped model's, from the settings)."""
-    from maskops.config import Settings
-
     settings = Settings()
     face_model = str(getattr(settings, "face_model", "facemask"))
     return load_reference(reference_path(config, settings.models_dir, face_model))
@@ -371,3 +377,69 @@ class MonitorLoop:
 
 def interval_seconds(config: MonitorConfig) -> float:
     return max(1.0, config.interval / timedelta(seconds=1))
+
+
+class BackgroundMonitor:
+    """The service's monitoring: ``MonitorLoop.check_once`` in a worker thread every interval, from an
+    asyncio task started with the app and stopped at shutdown. A check that fails is logged; nothing
+    here ever raises into the service."""
+
+    def __init__(self, loop: MonitorLoop, interval_s: float) -> None:
+        self.loop = loop
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="maskops-monitor")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await asyncio.to_thread(self.loop.check_once)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop after the check in progress (waiting at most ``timeout_s``; retries are cut short)."""
+        self._stopping = True
+        self._wake.set()
+        self.loop.close()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=timeout_s)
+            except TimeoutError:
+                logger.warning("monitoring check still running at shutdown; left behind")
+                self._task.cancel()
+            except Exception:  # pragma: no cover - _run never raises
+                logger.exception("monitoring task failed")
+            self._task = None
+
+
+def start_monitor(
+    settings: Settings, engine: Engine | None, error_source: ErrorSource | None = None
+) -> BackgroundMonitor | None:
+    """The service's background monitor, started (None when ``monitor_config`` is not set, the store
+    is off, or the config is invalid: logged, the service runs without monitoring). Call from the
+    event loop."""
+    path = getattr(settings, "monitor_config", None)
+    if path is None:
+        return None
+    if engine is None:
+        logger.warning("monitoring configured (%s) but the prediction store is off: no checks run", path)
+        return None
+    try:
+        config = load_monitor_config(path)
+        face_model = str(getattr(settings, "face_model", "facemask"))
+        reference = load_reference(reference_path(config, settings.models_dir, face_model))
+        errors = None
+        if error_source is not None:
+            errors = ErrorRateTracker(error_source, datetime.now(UTC))
+        loop = MonitorLoop(engine, config, reference=reference, errors=errors)
+    except MonitorConfigError as exc:
+        logger.error("monitoring off: invalid monitoring config:\n%s", exc)
+        return None
+    monitor = BackgroundMonitor(loop, interval_seconds(config))
+    monitor.start()
+    logger.info("monitoring every %g s with %d rule(s) from %s", monitor.interval_s, len(config.rules), path)
+    return monitor

@@ -66,6 +66,12 @@ class ServeSettings(Settings):
     )
     rate_limit_burst: int = Field(default=20, ge=1, description="token-bucket capacity")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins ([] = no CORS)")
+    # --- monitoring
+    monitor_config: Path | None = Field(
+        default=None,
+        description="monitoring config (e.g. configs/monitor.yaml): drift checks and alert rules run in the "
+        "background every interval of the config; unset = off (maskops monitor run does the same checks)",
+    )
     # --- logs
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="json, text, or auto: text on a terminal, JSON otherwise"
