@@ -68,6 +68,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if models_set.face_problem():
             logger.warning("not ready: %s", models_set.face_problem())
         app.state.prediction_store = await asyncio.to_thread(start_store, s, counters)
+        app.state.monitor = None
+        if s.monitor_config is not None:  # drift checks and alert rules in the background
+            from maskops.monitor.runner import start_monitor, status_counts
+
+            store = app.state.prediction_store
+            app.state.monitor = start_monitor(
+                s,
+                store.engine if store else None,
+                lambda: status_counts(metrics.snapshot()["responses_by_status"]),
+            )
         logger.info(
             "serving %s with %d worker(s); auth %s",
             ", ".join(f"{m.name}@{m.version}" for m in models_set.models.values()) or "no models",
@@ -77,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if app.state.monitor is not None:
+                await app.state.monitor.stop()  # before the store it reads
+                app.state.monitor = None
             if app.state.prediction_store is not None:
                 await asyncio.to_thread(app.state.prediction_store.stop)  # writes what is queued
                 app.state.prediction_store = None
@@ -100,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = keys
     app.state.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
     app.state.prediction_store = None  # started in lifespan (maskops.serve.recording)
+    app.state.monitor = None  # started in lifespan with MASKOPS_MONITOR_CONFIG (maskops.monitor.runner)
 
     install_error_handlers(app)
     for r in (health, detect, classify, models, monitoring, feedback, review, stream, compat, pages, docs):
