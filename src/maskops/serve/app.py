@@ -23,6 +23,7 @@ from maskops.serve.recording import start_store, store_counters
 from maskops.serve.routes import (
     classify,
     compat,
+    dashboard,
     detect,
     docs,
     feedback,
@@ -113,11 +114,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = keys
     app.state.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
     app.state.prediction_store = None  # started in lifespan (maskops.serve.recording)
+    metrics.monitor.watch(lambda: getattr(app.state.prediction_store, "engine", None))
     app.state.monitor = None  # started in lifespan with MASKOPS_MONITOR_CONFIG (maskops.monitor.runner)
 
     install_error_handlers(app)
     for r in (health, detect, classify, models, monitoring, feedback, review, stream, compat, pages, docs):
         app.include_router(r.router)
+    app.include_router(dashboard.router)  # /monitor and /v1/monitor/*
     # before /static, which would otherwise take /static/vendor/... too
     app.mount(docs.VENDOR_URL, StaticFiles(directory=docs.VENDOR_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
