@@ -260,18 +260,26 @@ FIELD_NOTES: dict[str, str] = {
 }
 
 
-def config_models() -> list[type]:
-    from maskops.config import (
-        CropConfig,
-        DistillConfig,
-        SourceConfig,
-        SplitConfig,
-        SynthConfig,
-        TaskConfig,
-        TrainConfig,
-    )
+def _nested_models(annotation: Any) -> Iterator[type]:
+    from pydantic import BaseModel
 
-    return [TaskConfig, SourceConfig, SplitConfig, CropConfig, SynthConfig, TrainConfig, DistillConfig]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _nested_models(arg)
+
+
+def config_models() -> list[type]:
+    """``TaskConfig`` and every model nested in it (sources, split, crops, train, ...), in reading order."""
+    from maskops.config import TaskConfig
+
+    found: list[type] = [TaskConfig]
+    for model in found:  # grows while it is walked: breadth first
+        for field in model.model_fields.values():  # type: ignore[attr-defined]
+            for nested in _nested_models(field.annotation):
+                if nested not in found:
+                    found.append(nested)
+    return found
 
 
 def _type_name(annotation: Any) -> str:
