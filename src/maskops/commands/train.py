@@ -33,6 +33,11 @@ def register(app: typer.Typer) -> None:
         ),
         promote: bool = typer.Option(True, "--promote/--no-promote", help="Run the promotion gate."),
         ship: bool = typer.Option(False, "--ship", help="Copy the shipped model to models/<task>.onnx."),
+        reference: bool = typer.Option(
+            True,
+            "--reference/--no-reference",
+            help="Write the reference profile (val and test images) beside the shipped model.",
+        ),
     ) -> None:
         """Train, evaluate on val/test, calibrate and track a classifier."""
         from maskops.config import Settings, load_task
@@ -78,6 +83,7 @@ def register(app: typer.Typer) -> None:
                         ship_dir=settings.models_dir if ship else None,
                         thresholds=dict(DEFAULT_THRESHOLDS) if task_cfg.kind == "detection" else None,
                         int8_float_nodes=cfg.int8_float_nodes,
+                        reference_task=task_cfg if reference else None,
                     )
                 )
 
@@ -126,5 +132,7 @@ def register(app: typer.Typer) -> None:
             if rel.promotion is not None:
                 verdict = "promoted to champion" if rel.promotion["promoted"] else "not promoted"
                 typer.echo(f"promotion      {verdict}: {'; '.join(rel.promotion['reasons'])}")
+            if rel.reference_path is not None:
+                typer.echo(f"reference      {rel.reference_path}")
             if rel.copied_to is not None:
                 typer.echo(f"shipped to     {rel.copied_to}")

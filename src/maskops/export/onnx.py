@@ -59,6 +59,8 @@ class ParityResult:
         argmax_agreement: fraction of images whose predicted class is the same on both sides.
         passed: ``max_abs_diff <= atol`` and every argmax agrees.
         atol: the tolerance that was applied.
+        features_max_abs_diff: largest absolute difference of the ``features`` output from torch's
+            pooled features (None when the file has no such output); reported, not gated.
     """
 
     n: int
@@ -66,15 +68,19 @@ class ParityResult:
     argmax_agreement: float
     passed: bool
     atol: float
+    features_max_abs_diff: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "n": self.n,
             "max_abs_diff": self.max_abs_diff,
             "argmax_agreement": self.argmax_agreement,
             "passed": self.passed,
             "atol": self.atol,
         }
+        if self.features_max_abs_diff is not None:
+            out["features_max_abs_diff"] = self.features_max_abs_diff
+        return out
 
 
 def classifier_head(model: torch.nn.Module) -> torch.nn.Linear:
@@ -249,17 +255,22 @@ def _torch_logits(model: torch.nn.Module, batch: np.ndarray, batch_size: int) ->
     return np.concatenate(outs).astype(np.float32)
 
 
-def _onnx_logits(onnx_path: Path, batch: np.ndarray, batch_size: int) -> np.ndarray:
+def _onnx_outputs(
+    onnx_path: Path, batch: np.ndarray, batch_size: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits and, when the file has them, the ``features``."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     logits = session.get_outputs()[0].name  # the logits come first; a ``features`` output may follow
+    wanted = [logits] + [o.name for o in session.get_outputs()[1:] if o.name == FEATURES_NAME]
     outs = [
-        session.run([logits], {name: batch[start : start + batch_size]})[0]
+        session.run(wanted, {name: batch[start : start + batch_size]})
         for start in range(0, batch.shape[0], batch_size)
     ]
-    return np.concatenate(outs).astype(np.float32)
+    features = np.concatenate([o[1] for o in outs]).astype(np.float32) if len(wanted) == 2 else None
+    return np.concatenate([o[0] for o in outs]).astype(np.float32), features
 
 
 def check_parity(
@@ -296,7 +307,11 @@ def check_parity(
     batch = preprocess(images_bgr, spec)
     # compared as float32, the precision the served model reports them in
     p_torch = softmax(_torch_logits(model, batch, batch_size), spec.temperature).astype(np.float32)
-    p_onnx = softmax(_onnx_logits(Path(onnx_path), batch, batch_size), spec.temperature).astype(np.float32)
+    onnx_logits, onnx_features = _onnx_outputs(Path(onnx_path), batch, batch_size)
+    p_onnx = softmax(onnx_logits, spec.temperature).astype(np.float32)
+    features_diff = None
+    if onnx_features is not None:
+        features_diff = float(np.max(np.abs(torch_features(model, batch, batch_size) - onnx_features)))
     if p_torch.shape != p_onnx.shape:
         raise ParityError(
             f"{onnx_path}: output shape {p_onnx.shape} differs from torch's {p_torch.shape}",
@@ -310,6 +325,7 @@ def check_parity(
         argmax_agreement=agreement,
         passed=bool(max_diff <= atol and agreement == 1.0),
         atol=atol,
+        features_max_abs_diff=features_diff,
     )
     logger.info(
         "parity on %d images: max |diff| %.2e (atol %.0e), argmax agreement %.4f",
