@@ -480,3 +480,31 @@ def test_summary_round_trips_as_json(store_client: TestClient) -> None:
     fill_traffic(engine_of(store_client))
     body = store_client.get("/v1/monitor/summary").json()
     assert json.loads(json.dumps(body)) == body
+
+
+def test_grafana_dashboard_charts_the_monitoring_gauges() -> None:
+    import re
+
+    from maskops.serve.metrics import ServiceMetrics
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "maskops.json"
+    dashboard = json.loads(path.read_text())
+    used = {
+        m
+        for p in dashboard["panels"]
+        for t in p["targets"]
+        for m in re.findall(r"\bmaskops_[a-z_]+", t["expr"])
+    }
+    exported = {family.name for family in ServiceMetrics().registry.collect()}
+    for gauge in (
+        "maskops_monitor_drift_score",
+        "maskops_monitor_feature_drifted",
+        "maskops_monitor_estimated_accuracy",
+        "maskops_monitor_estimated_accuracy_low",
+        "maskops_monitor_estimated_accuracy_high",
+        "maskops_monitor_measured_accuracy",
+        "maskops_alerts_firing",
+        "maskops_review_queue",
+    ):
+        assert gauge in used and gauge in exported, gauge
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
