@@ -21,6 +21,7 @@ from maskops.commands import monitor as monitor_cmd
 from maskops.commands import serve as serve_cmd
 from maskops.commands import stats as stats_cmd
 from maskops.commands import train as train_cmd
+from maskops.commands import tune as tune_cmd
 from maskops.commands import watch as watch_cmd
 from maskops.logs import setup_logging
 
@@ -37,6 +38,7 @@ app.add_typer(data_cmd.app, name="data", help="Validate raw datasets and prepare
 serve_cmd.register(app)
 app.add_typer(keys_cmd.app, name="keys", help="Create, list and revoke API keys of the service.")
 train_cmd.register(app)
+tune_cmd.register(app)
 export_cmd.register(app)
 classify_cmd.register(app)
 models_cmd.register(app)

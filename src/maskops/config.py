@@ -263,6 +263,40 @@ class TrainConfig(BaseModel):
     augment: dict[str, Any] = Field(default_factory=dict)
 
 
+class FloatRange(BaseModel):
+    """A range searched by ``maskops tune``: uniform, or log-uniform with ``log: true``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatRange:
+        if not self.low < self.high or (self.log and self.low <= 0):
+            raise ValueError(f"need low < high (and low > 0 when log), got low={self.low} high={self.high}")
+        return self
+
+
+class TuneConfig(BaseModel):
+    """The search space of ``maskops tune`` (the task's optional ``tune:`` section); an unset entry
+    keeps the task's training value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: FloatRange | None = Field(default=None, description="peak learning rate")
+    input_size: list[int] | None = Field(default=None, description="square input sides to choose from")
+    model: list[str] | None = Field(default=None, description="registered model names to choose from")
+    augment: dict[str, FloatRange] = Field(
+        default_factory=dict, description="augmentation strengths (TrainConfig.augment keys, e.g. downscale)"
+    )
+    source_weights: dict[str, FloatRange] = Field(
+        default_factory=dict, description="draw weight of training rows by source"
+    )
+    epochs: int | None = Field(default=None, ge=1, description="epochs per trial (default: the task's)")
+
+
 class TaskConfig(BaseModel):
     """A task: its kind, classes, sources and split rule."""
 
@@ -277,6 +311,7 @@ class TaskConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     grayscale: bool = False
     synthetic: SynthConfig | None = None
+    tune: TuneConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:

@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 RUN_ID_FILE = "mlflow_run_id"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
 
 
 @dataclass
@@ -354,6 +355,17 @@ def _calibrate(
     )
 
 
+def _epoch_end(
+    tracker: Tracker,
+    epoch: int,
+    metrics: dict[str, float],
+    hook: Callable[[int, dict[str, float]], None] | None,
+) -> None:
+    tracker.log_metrics(metrics, step=epoch)
+    if hook is not None:
+        hook(epoch, metrics)
+
+
 def _record(result: TrainResult, tracker: Tracker, *, plots: bool) -> None:
     """Write ``metrics.json`` and log the final figures, the file and the plots to MLflow."""
     out_dir, spec = result.out_dir, result.spec
@@ -365,6 +377,8 @@ def _record(result: TrainResult, tracker: Tracker, *, plots: bool) -> None:
         "test": result.test_metrics,
     }
     (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    # per-epoch figures as a list of records (what ``dvc plots`` reads)
+    (out_dir / HISTORY_FILE).write_text(json.dumps(result.history, indent=1) + "\n", encoding="utf-8")
     tracker.log_metrics(
         {
             "temperature": spec.temperature,
@@ -395,6 +409,7 @@ def train_task(
     on_finish: Callable[[TrainResult, Any], None] | None = None,
     progress: bool = True,
     plots: bool = True,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train, evaluate and track a classifier for ``task``.
 
@@ -410,6 +425,8 @@ def train_task(
             the MLflow run is closed (export and registration hook).
         progress: progress bars.
         plots: write and log the confusion-matrix and reliability plots.
+        on_epoch_end: called as ``on_epoch_end(epoch, metrics)`` after each epoch is logged (e.g. a
+            hyperparameter search's pruner); an exception it raises ends the run as FAILED.
 
     Returns:
         TrainResult.
@@ -450,7 +467,7 @@ def train_task(
             schedule=cfg.schedule,
             warmup_epochs=float(cfg.warmup_epochs),
             model_kwargs=model_kwargs,
-            on_epoch_end=lambda epoch, m: tracker.log_metrics(m, step=epoch),
+            on_epoch_end=lambda epoch, m: _epoch_end(tracker, epoch, m, on_epoch_end),
             progress=progress,
             teachers=teachers,
         )
