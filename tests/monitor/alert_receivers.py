@@ -3,15 +3,19 @@ server in a thread and an aiosmtpd SMTP server, both on 127.0.0.1 at a free port
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -77,9 +81,46 @@ class SmtpReceiver:
     logins: list[tuple[str, str]] = field(default_factory=list)
 
 
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM), made with ``cryptography``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
 @contextmanager
-def smtp_receiver(credentials: tuple[str, str] | None = None) -> Iterator[SmtpReceiver]:
-    """An aiosmtpd server; with ``credentials`` it requires AUTH (over plain text: a local test)."""
+def smtp_receiver(
+    credentials: tuple[str, str] | None = None, tls: tuple[Path, Path] | None = None
+) -> Iterator[SmtpReceiver]:
+    """An aiosmtpd server; with ``credentials`` it requires AUTH (over plain text unless ``tls``);
+    with ``tls`` (certificate, key) it offers STARTTLS and requires it."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -100,7 +141,11 @@ def smtp_receiver(credentials: tuple[str, str] | None = None) -> Iterator[SmtpRe
 
     kwargs: dict[str, Any] = {}
     if credentials is not None:
-        kwargs = {"authenticator": authenticator, "auth_required": True, "auth_require_tls": False}
+        kwargs = {"authenticator": authenticator, "auth_required": True, "auth_require_tls": tls is not None}
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        kwargs.update(tls_context=context, require_starttls=True)
     controller = Controller(Handler(), hostname="127.0.0.1", port=receiver.port, **kwargs)
     controller.start()
     try:

@@ -3,12 +3,14 @@ with backoff, and a channel that is down or hangs never holds the delivery past 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from datetime import datetime
+from pathlib import Path
 
 import pytest
-from alert_receivers import free_port, http_receiver, smtp_receiver
+from alert_receivers import free_port, http_receiver, self_signed_cert, smtp_receiver
 
 from maskops.monitor.alert_config import DeliveryConfig
 from maskops.monitor.alerts import Notification
@@ -78,6 +80,21 @@ def test_email_with_credentials() -> None:
     assert msg["Subject"] == "maskops [FIRING] input-drift (warning)"
     assert msg["X-Maskops-Incident"] == "abc123"
     assert "drift in 2 feature(s)" in msg.get_payload()
+
+
+def test_email_over_starttls_with_login(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography", reason="makes the test certificate")
+    cert, key = self_signed_cert(tmp_path)
+    with smtp_receiver(credentials=("alerts", "s3cret"), tls=(cert, key)) as rx:
+        channel = EmailChannel(
+            "mail", "127.0.0.1", rx.port, "a@b.org", ["c@d.org"], True, "alerts", "s3cret", ca_file=str(cert)
+        )
+        channel.send(NOTE)
+        # without trusting the certificate the upgrade fails, and nothing is sent
+        untrusted = dataclasses.replace(channel, ca_file=None)
+        outcome = send_with_retry(untrusted, NOTE, DeliveryConfig(retries=0))
+    assert len(rx.messages) == 1 and rx.logins == [("alerts", "s3cret")]
+    assert not outcome.ok and "CERTIFICATE_VERIFY_FAILED" in (outcome.error or "")
 
 
 def test_email_starttls_required_but_not_offered_fails_clearly() -> None:

@@ -307,12 +307,20 @@ def test_the_service_runs_checks_in_the_background(service: Any, tmp_path: Path)
         assert result is not None and result.firing == [("quiet", "")]
         assert {e.rule: e.firing for e in result.evaluations} == {"quiet": True, "errors": None}
         wait_for(lambda: len(hook.bodies) == 1)
-        assert client.get("/health").status_code == 200
+        # the service's own answer counts feed the error-rate rule (a 4xx is an answer, not an error)
+        assert (
+            client.post("/v1/detect", files={"file": ("a.txt", b"not an image", "text/plain")}).status_code
+            < 500
+        )
+        again = monitor.loop.check_once()
+        assert again is not None
+        (errors,) = [e for e in again.evaluations if e.rule == "errors"]
+        assert (errors.firing, errors.value) == (False, 0.0) and "0 of 1 answers were 5xx" in errors.message
         client.__exit__(None, None, None)  # shutdown stops the task
         assert client.app.state.monitor is None and monitor._task is None
     assert [(b["rule"], b["state"]) for b in hook.bodies] == [("quiet", "firing")]
     engine = open_store(service.url)
-    assert count(engine, MonitorCheckRow) == 1
+    assert count(engine, MonitorCheckRow) == 2
     engine.dispose()
 
 

@@ -116,6 +116,9 @@ class EmailChannelConfig(_Strict):
     host: str
     port: int = Field(default=587, ge=1, le=65535)
     starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS before login")
+    ca_file: Path | None = Field(
+        default=None, description="CA certificates (PEM) to verify the server with (default: the system's)"
+    )
     sender: str = Field(description="the From address")
     to: list[str] = Field(min_length=1, description="recipients")
     username_env: str | None = Field(default=None, description="environment variable holding the SMTP user")

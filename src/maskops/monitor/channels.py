@@ -100,6 +100,7 @@ class EmailChannel:
     username: str | None = None
     password: str | None = None
     timeout_s: float = 10.0
+    ca_file: str | None = None
 
     def message(self, note: Notification) -> EmailMessage:
         msg = EmailMessage()
@@ -114,7 +115,7 @@ class EmailChannel:
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
             smtp.ehlo()
             if self.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=ssl.create_default_context(cafile=self.ca_file))
                 smtp.ehlo()
             if self.username is not None and self.password is not None:
                 smtp.login(self.username, self.password)
@@ -156,6 +157,7 @@ def build_channel(name: str, cfg: Any, env: Mapping[str, str] | None = None) -> 
             creds["username"],
             creds["password"],
             cfg.timeout_s,
+            None if cfg.ca_file is None else str(cfg.ca_file),
         )
     raise MonitorConfigError(f"channels.{name}: unknown channel kind {getattr(cfg, 'kind', cfg)!r}")
 
