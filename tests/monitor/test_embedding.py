@@ -214,3 +214,7 @@ def test_the_spool_json_keeps_the_embedding(model_files) -> None:
     back = PredictionRecord.from_json(record.to_json())
     assert [f.embedding for f in back.faces] == [f.embedding for f in record.faces]
     assert all(f.embedding is not None for f in back.faces)
+    values = back.faces[0].embedding_values()
+    assert values is not None and values.dtype == np.float16
+    assert result.embeddings is not None
+    np.testing.assert_array_equal(values, result.embeddings[0])

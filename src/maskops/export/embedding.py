@@ -29,13 +29,27 @@ def fit_embedding(
 ) -> Projection:
     """PCA of the pooled features the model computes on ``images_bgr``.
 
+    With fewer than ``dims + 1`` images (or fewer features than ``dims``) fewer axes are fitted,
+    with a warning: ``n`` points span at most ``n - 1`` centred directions.
+
     Raises:
-        ValueError: the model has no ``features`` output, or fewer images/features than ``dims``.
+        ValueError: the model has no ``features`` output, or fewer than 2 images.
     """
     from maskops.inference.classifier import OnnxClassifier
 
     features = OnnxClassifier(onnx_path).predict_features(images_bgr, batch_size)
-    projection = fit_projection(features, dims, fitted_on=fitted_on)
+    k = min(dims, features.shape[0] - 1, features.shape[1])
+    if k < 1:
+        raise ValueError(f"an embedding projection needs at least 2 images, got {features.shape[0]}")
+    if k < dims:
+        logger.warning(
+            "embedding projection with %d dims instead of %d: %d images of %d features",
+            k,
+            dims,
+            features.shape[0],
+            features.shape[1],
+        )
+    projection = fit_projection(features, k, fitted_on=fitted_on)
     logger.info(
         "embedding projection: %d -> %d dims on %d images (%s), %.1f%% of the variance",
         projection.feature_dims,

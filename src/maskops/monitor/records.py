@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
+import numpy as np
+
+from maskops.inference.projection import embedding_from_bytes
+
 Source = Literal["api", "batch", "stream", "watch", "detect"]
 SOURCES: tuple[str, ...] = get_args(Source)
 MAX_ID = 80  # a request id (64) plus a batch image's or a stream frame's suffix
@@ -57,6 +61,10 @@ class FaceRecord:
     def confidence(self) -> float:
         """The top calibrated probability (0 when there are none)."""
         return float(max(self.probabilities.values(), default=0.0))
+
+    def embedding_values(self) -> np.ndarray | None:
+        """The embedding as a float16 array (None when the face has none)."""
+        return None if self.embedding is None else embedding_from_bytes(self.embedding)
 
 
 @dataclass(frozen=True)

@@ -80,19 +80,18 @@ def _metrics(path: Path, images: list[np.ndarray], labels: np.ndarray, classes: 
     return json_safe(classification_metrics(labels, proba, classes))
 
 
-def _embedding(fp32: Path, val_images: list[np.ndarray], manifest: Path, dims: int) -> Any | None:
+def _embedding(fp32: Path, val_images: list[np.ndarray], spec: ModelSpec, dims: int) -> Any | None:
     """The projection fitted on the val crops' pooled features (None when there are too few)."""
     from maskops.export.embedding import fit_embedding
 
-    k = min(dims, len(val_images) - 1)
-    if k < 1:
-        logger.warning("no embedding projection: %d val images", len(val_images))
+    manifest = f"manifest {spec.manifest_hash[:12]}" if spec.manifest_hash else "the training manifest"
+    try:
+        return fit_embedding(
+            fp32, val_images, dims=dims, fitted_on=f"val split of {manifest} ({len(val_images)} crops)"
+        )
+    except ValueError as exc:
+        logger.warning("no embedding projection: %s", exc)
         return None
-    if k < dims:
-        logger.warning("embedding projection with %d dims only: %d val images", k, len(val_images))
-    return fit_embedding(
-        fp32, val_images, dims=k, fitted_on=f"val split of {manifest} ({len(val_images)} crops)"
-    )
 
 
 def export_release(
@@ -146,7 +145,7 @@ def export_release(
     test_images, test_labels = split_sample(manifest, classes, "test")
     parity = check_parity(model, fp32, val_images[:PARITY_IMAGES], spec).to_dict()
     logger.info("parity on %d val images: max |diff| %.2e", parity["n"], parity["max_abs_diff"])
-    projection = _embedding(fp32, val_images, manifest, embedding_dims)
+    projection = _embedding(fp32, val_images, spec, embedding_dims)
     if projection is not None:
         record_projection(projection, fp32)
 
