@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from maskops.commands import monitor as monitor_cmd
 from maskops.monitor.alert_config import parse_monitor_config
+from maskops.monitor.alerts import retrain_requested
 from maskops.monitor.db import open_store
 from maskops.monitor.reference import ReferenceProfile, build_reference
 from maskops.monitor.runner import ErrorRateTracker, run_checks
@@ -102,6 +103,8 @@ def test_one_firing_and_one_resolved_message_per_incident(store: Engine, referen
         write_records(store, records(60, T + timedelta(hours=1), seed=2, dim=0.5))  # darkened hour
         darker = check(T + timedelta(hours=1))
         assert "brightness" in darker.report.drifted and darker.firing == [("input-drift", "")]
+        with store.connect() as conn:
+            assert retrain_requested(conn, cfg.rules) == [("input-drift", "")]
         (note,) = darker.notifications
         assert darker.delivery == [
             {c: {"ok": True, "attempts": 1, "error": None} for c in ("log", "hook", "mail")}

@@ -420,3 +420,10 @@ def firing_states(conn: Connection) -> list[tuple[str, str]]:
     """(rule, key) of every alert firing now."""
     q = select(AlertStateRow.rule, AlertStateRow.key).where(AlertStateRow.firing.is_(True))
     return [(r, k) for r, k in conn.execute(q.order_by(AlertStateRow.rule, AlertStateRow.key)).all()]
+
+
+def retrain_requested(conn: Connection, rules: Sequence[RuleConfig]) -> list[tuple[str, str]]:
+    """(rule, key) of the alerts firing now whose rule says ``retrain: true`` (read by a retraining
+    flow to decide whether to start)."""
+    wanted = {r.name for r in rules if r.retrain}
+    return [(rule, key) for rule, key in firing_states(conn) if rule in wanted]

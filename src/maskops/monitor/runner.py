@@ -280,7 +280,7 @@ def run_checks(
         firing = firing_states(conn)
     for ev in evaluations:
         if ev.firing:
-            logger.info("alert rule %s%s firing: %s", ev.rule, f" [{ev.key}]" if ev.key else "", ev.message)
+            logger.debug("alert rule %s%s firing: %s", ev.rule, f" [{ev.key}]" if ev.key else "", ev.message)
     return CheckResult(
         check_id=check_id,
         now=now,
