@@ -3,7 +3,9 @@ histograms against a reference profile, and an alert shown once it fires.
 
 The server is the real app under uvicorn on loopback (tiny linear face classifier + YuNet) with a
 SQLite store; images from facemask-voc are replayed through ``POST /v1/detect`` (plain at one site,
-darkened at another). Monitoring checks and alerts are written into the store's tables directly.
+then darkened at another). The reference profile is made from the plain replay; the monitoring checks
+and alerts come from the monitor itself (``run_checks`` with a drift rule on brightness), beside
+three older checks written into the table (with measured accuracy, which needs feedback).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -21,9 +24,11 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, insert
 from test_browser import ARTIFACTS, CHROMIUM_ARGS, _chromium, _free_port
 
-from maskops.monitor.reference import build_reference
+from maskops.monitor.alert_config import parse_monitor_config
+from maskops.monitor.reference import ReferenceProfile, build_reference
 from maskops.monitor.replay import http_sender, image_files, replay
-from maskops.monitor.schema import AlertEventRow, AlertStateRow, DriftResultRow, MonitorCheckRow
+from maskops.monitor.runner import run_checks
+from maskops.monitor.schema import DriftResultRow, MonitorCheckRow
 from maskops.monitor.window import load_window
 from maskops.serve.app import create_app
 from maskops.serve.settings import ServeSettings
@@ -75,21 +80,41 @@ def served(
     thread.join(10)
 
 
-def replay_with_reference(served: Served, data_dir: Path, models_dir: Path) -> None:
-    """Replay plain images at gate-1, make the reference profile from them, then replay the same
-    images darkened (x0.5) at gate-2."""
+def replay_site(served: Served, data_dir: Path, site: str, transforms: list[tuple[str, float]]) -> int:
+    """Replay the first images of facemask-voc at ``site``; returns the faces they added."""
+    before = load_window(served.engine, last=100_000).n_faces
     files = image_files(data_dir / "facemask-voc" / "images")[:REPLAYED]
-    plain = replay(files, http_sender(served.url, site="gate-1"))
-    assert plain.ok == REPLAYED, plain.statuses
+    summary = replay(files, http_sender(served.url, site=site), transforms=transforms)
+    assert summary.ok == REPLAYED, summary.statuses
     served.flush()
-    window = load_window(served.engine, last=10_000)
-    assert window.n_faces > 0
-    build_reference(numeric=window.numeric, categorical=window.categorical, accuracy=0.95).save(
-        models_dir / "facemask.reference.json"
+    return load_window(served.engine, last=100_000).n_faces - before
+
+
+def make_reference(served: Served, models_dir: Path) -> ReferenceProfile:
+    window = load_window(served.engine, last=100_000)
+    profile = build_reference(numeric=window.numeric, categorical=window.categorical, accuracy=0.95)
+    profile.save(models_dir / "facemask.reference.json")
+    return profile
+
+
+def monitor_check(served: Served, profile: ReferenceProfile, faces: int) -> Any:
+    """One check of the latest ``faces`` faces by the monitor, with a drift rule on brightness."""
+    config = parse_monitor_config(
+        {
+            "interval": "1m",
+            "window": {"last": faces},
+            "channels": {"log": {"kind": "log"}},
+            "rules": [
+                {
+                    "name": "input-drift",
+                    "kind": "drift",
+                    "params": {"features": ["brightness"]},
+                    "channels": ["log"],
+                }
+            ],
+        }
     )
-    dark = replay(files, http_sender(served.url, site="gate-2"), transforms=[("darken", 0.5)])
-    assert dark.ok == REPLAYED, dark.statuses
-    served.flush()
+    return run_checks(served.engine, config, reference=profile)
 
 
 def add_checks(engine: Engine) -> None:
@@ -98,7 +123,7 @@ def add_checks(engine: Engine) -> None:
         for i, (est, measured, drifted) in enumerate(
             [(0.93, 0.95, False), (0.9, None, False), (0.74, 0.7, True)]
         ):
-            at = now - timedelta(minutes=30 * (2 - i))
+            at = now - timedelta(minutes=30 * (3 - i))
             check_id = conn.execute(
                 insert(MonitorCheckRow).values(
                     created_at=at,
@@ -129,29 +154,6 @@ def add_checks(engine: Engine) -> None:
             )
 
 
-def fire_alert(engine: Engine) -> None:
-    now = datetime.now(UTC).replace(tzinfo=None)
-    with engine.begin() as conn:
-        conn.execute(
-            insert(AlertEventRow).values(
-                created_at=now,
-                rule="drift",
-                key="",
-                state="firing",
-                incident_id="inc-dark-1",
-                value=1e-9,
-                threshold=0.01,
-                message="brightness drifted (ks p = 1e-09 < 0.01)",
-                delivery={"log": "sent"},
-            )
-        )
-        conn.execute(
-            insert(AlertStateRow).values(
-                rule="drift", key="", firing=True, since=now, incident_id="inc-dark-1", value=1e-9
-            )
-        )
-
-
 def points(page: object, selector: str) -> int:
     from playwright.sync_api import Page
 
@@ -164,8 +166,12 @@ def test_monitor_page_charts_a_replay_and_shows_a_firing_alert(
 ) -> None:
     from playwright.sync_api import Request, Route, expect, sync_playwright
 
-    replay_with_reference(served, data_dir, models_dir)
+    plain_faces = replay_site(served, data_dir, "gate-1", [])
+    assert plain_faces > 0
+    profile = make_reference(served, models_dir)
     add_checks(served.engine)
+    first = monitor_check(served, profile, plain_faces)
+    assert first.firing == []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     requested: list[str] = []
     console_errors: list[str] = []
@@ -195,31 +201,37 @@ def test_monitor_page_charts_a_replay_and_shows_a_firing_alert(
             requests = page.evaluate(
                 "() => Chart.getChart('chart-traffic').data.datasets[0].data.reduce((a, b) => a + b, 0)"
             )
-            assert requests == 2 * REPLAYED
-            expect(page.locator("#sites-table tbody tr")).to_have_count(2)
-            expect(page.locator("#sites-table tbody tr[data-site=gate-2]")).to_contain_text(str(REPLAYED))
-            expect(page.locator("#site option")).to_have_count(3)  # all sites, gate-1, gate-2
-            # estimated against measured accuracy: 3 estimates, 2 measured points, intervals
-            assert points(page, "#chart-accuracy") >= 3 * 3 + 2
-            expect(page.locator("#accuracy-note")).to_contain_text("estimated 74.0%")
-            # drift: every feature of the reference drawn against the window, brightness flagged
-            features = page.locator("#drift-features .feature")
-            assert features.count() >= 5
-            bright = page.locator(".feature[data-feature=brightness]")
-            expect(bright).to_have_attribute("data-drifted", "true")
+            assert requests == REPLAYED
+            expect(page.locator("#sites-table tbody tr")).to_have_count(1)
+            expect(page.locator("#sites-table tbody tr[data-site=gate-1]")).to_contain_text(str(REPLAYED))
+            # estimated against measured accuracy: 4 checks with intervals, 2 of them measured
+            assert points(page, "#chart-accuracy") >= 4 * 3 + 2
+            expect(page.locator("#accuracy-note")).to_contain_text(f"{plain_faces} faces")
+            # drift: every feature of the reference drawn against the window; nothing drifted yet
+            assert page.locator("#drift-features .feature").count() >= 5
+            expect(page.locator(".feature[data-feature=brightness]")).to_have_attribute(
+                "data-drifted", "false"
+            )
             assert points(page, ".feature[data-feature=brightness] canvas") > 0
             assert points(page, ".feature[data-feature=label] canvas") > 0
             expect(page.locator("#review-waiting")).to_have_text("0")
             expect(page.locator("#alerts-note")).to_contain_text("No alert firing")
             page.screenshot(path=str(ARTIFACTS / "monitor.png"), full_page=True)
 
-            fire_alert(served.engine)
+            dark_faces = replay_site(served, data_dir, "gate-2", [("darken", 0.5)])
+            second = monitor_check(served, profile, dark_faces)
+            assert [rule for rule, _ in second.firing] == ["input-drift"]
             page.click("#refresh")
             page.wait_for_selector("body[data-loads='2']")
-            firing = page.locator("#alerts-firing li[data-state=firing][data-rule=drift]")
+            firing = page.locator("#alerts-firing li[data-state=firing][data-rule=input-drift]")
             expect(firing).to_have_count(1)
-            expect(firing).to_contain_text("brightness drifted")
+            expect(firing).to_contain_text("brightness")
             expect(page.locator("#alerts-note")).to_contain_text("1 firing")
+            expect(page.locator(".feature[data-feature=brightness]")).to_have_attribute(
+                "data-drifted", "true"
+            )
+            expect(page.locator("#sites-table tbody tr")).to_have_count(2)
+            expect(page.locator("#site option")).to_have_count(3)  # all sites, gate-1, gate-2
             page.screenshot(path=str(ARTIFACTS / "monitor-alert.png"), full_page=True)
 
             page.select_option("#site", "gate-2")

@@ -7,7 +7,7 @@
 - ``GET /v1/monitor/alerts``: the rules firing now and the notifications sent;
 - ``GET /v1/monitor/drift/latest``: the latest check's drift results, and reference against
   current histograms of each feature computed on request from a store window and the reference
-  profile (``<models_dir>/<task>.reference.json``).
+  profile (the service monitor's, by default ``<models_dir>/<face_model>.reference.json``).
 
 Like ``/v1/stats``, these answer with an empty state when the store is off (``store: "off"``) or
 does not answer (``store: "unavailable"``), never an error; a query parameter that does not parse is
@@ -22,12 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from maskops.monitor.alert_config import reference_path
 from maskops.monitor.dashboard import (
     LatestCheck,
     alert_overview,
@@ -40,7 +41,7 @@ from maskops.monitor.dashboard import (
 )
 from maskops.monitor.records import utc_naive
 from maskops.monitor.stats import DEFAULT_SPAN, parse_time
-from maskops.serve.deps import PredictCaller, ServiceDep, SettingsDep
+from maskops.serve.deps import PredictCaller, SettingsDep
 from maskops.serve.errors import COMMON_ERRORS, ApiError
 from maskops.serve.recording import StoreDep
 from maskops.serve.routes.pages import STATIC_DIR
@@ -333,12 +334,14 @@ def alerts(
     return AlertsOut.model_validate({"store": "ok", **data})
 
 
-def _reference_path(service: Any, settings: Any) -> Path:
-    """``<models_dir>/<task>.reference.json``: the task of the loaded face model, else the configured
-    face model's name."""
-    face = service.models.face
-    task = face.spec.task if face is not None else settings.face_model
-    return Path(settings.models_dir) / f"{task}.reference.json"
+def _reference_path(request: Request, settings: Any) -> Path:
+    """The profile the service's monitor tests against (its config's ``reference``), else the shipped
+    model's ``<models_dir>/<face_model>.reference.json`` (the monitor's default too)."""
+    loop = getattr(getattr(request.app.state, "monitor", None), "loop", None)
+    config = getattr(loop, "config", None)
+    if config is not None:
+        return reference_path(config, Path(settings.models_dir), settings.face_model)
+    return Path(settings.models_dir) / f"{settings.face_model}.reference.json"
 
 
 def _latest_out(latest: LatestCheck | None) -> LatestCheckOut | None:
@@ -354,8 +357,8 @@ def _latest_out(latest: LatestCheck | None) -> LatestCheckOut | None:
 
 @router.get("/v1/monitor/drift/latest", response_model=DriftLatest, responses=COMMON_ERRORS)
 def drift_latest(
+    request: Request,
     store: StoreDep,
-    service: ServiceDep,
     settings: SettingsDep,
     _caller: PredictCaller,
     site: SiteQuery = None,
@@ -379,7 +382,7 @@ def drift_latest(
     if since is not None and last is not None:
         raise _invalid("last", "give either since or last, not both")
     since_t = _time("since", since, utc_naive(datetime.now(UTC))) if since else None
-    path = _reference_path(service, settings)
+    path = _reference_path(request, settings)
     reference = ReferenceInfo(path=str(path), available=False)
     if store is None:
         reference.note = "the prediction store is off (MASKOPS_STORE_PREDICTIONS=false)"
