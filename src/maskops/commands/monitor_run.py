@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 def run(
     config: Path = typer.Option(
-        None, "--config", help="Monitoring config (default: configs/monitor.yaml of the project)."
+        None, "--config", help="Monitoring config (default: monitor.yaml in MASKOPS_CONFIG_DIR, configs/)."
     ),
     once: bool = typer.Option(False, "--once", help="One check, then exit (1 when an alert is firing)."),
     db: str = DB,
@@ -31,11 +31,12 @@ def run(
     Every check is stored (monitor_checks, drift_results) and a rule that starts firing or resolves is
     notified on its channels. Without --once, checks repeat every `interval` of the config until
     interrupted. Exit codes: 0 ok, 1 an alert firing (--once), 2 a bad config or store."""
-    from maskops.monitor.alert_config import DEFAULT_CONFIG, MonitorConfigError, load_monitor_config
+    from maskops.config import Settings
+    from maskops.monitor.alert_config import MonitorConfigError, load_monitor_config
     from maskops.monitor.runner import MonitorLoop, config_reference, interval_seconds
 
     try:
-        cfg = load_monitor_config(config or DEFAULT_CONFIG)
+        cfg = load_monitor_config(config or Settings().config_dir / "monitor.yaml")
     except MonitorConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
