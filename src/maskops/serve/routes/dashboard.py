@@ -55,6 +55,7 @@ T = TypeVar("T")
 
 WINDOW_HELP = "ISO date or time (UTC when naive), or a period back from now: 24h, 7d"
 DEFAULT_DRIFT_FACES = 1000
+MAX_DEFAULT_DRIFT_FACES = 5000  # the default window's cap: ~0.2 s on SQLite, the page asks every 30 s
 MAX_DRIFT_FACES = 100_000
 
 SiteQuery = Annotated[str | None, Query(max_length=64, description="only this site")]
@@ -370,15 +371,15 @@ def drift_latest(
         Query(
             ge=1,
             le=MAX_DRIFT_FACES,
-            description="window: the latest N faces (default: the latest check's size, else 1000)",
+            description="window: the latest N faces (default: the latest check's size up to 5000, else 1000)",
         ),
     ] = None,
     bins: Annotated[int, Query(ge=2, le=100, description="bins of each numeric histogram")] = 20,
 ) -> DriftLatest:
     """Drift of each feature: the latest check's results (of ``site`` when given, else the latest
     check), and reference against current histograms with the drift test's answer on a window read
-    now (``since`` or ``last``; by default the latest ``n_faces`` of the latest check, else 1000
-    faces). Without a reference profile the histograms are left out and ``reference.note`` says so."""
+    now (``since`` or ``last``; by default as many of the latest faces as the latest check had, at
+    most 5000, else 1000 faces). Without a reference profile the histograms are left out and ``reference.note`` says so."""
     if since is not None and last is not None:
         raise _invalid("last", "give either since or last, not both")
     since_t = _time("since", since, utc_naive(datetime.now(UTC))) if since else None
