@@ -10,7 +10,8 @@ thresholds, uncertain faces answered ``uncertain``) and turned into the predicti
 logs (``build_record``, with ``image_quality``). Each detected face is matched one to one to a true
 box (IoU >= 0.5, highest IoU first) to know its true class.
 
-**Reference**: the records of facemask-voc val + ILC val written to a throwaway SQLite store, read back
+**Reference**: the records of facemask-voc val + ILC val (``--reference-splits val,test`` adds the test
+images, as ``maskops monitor reference`` builds a shipped model's profile) written to a throwaway SQLite store, read back
 as a window (``load_window``: the names the drift tests use) and summarised by ``build_reference``
 (plus ``p_<class>`` probability features), with the measured accuracy on the matched faces.
 
@@ -93,7 +94,6 @@ SETS = {
     "voc-test": ("facemask-voc", "test"),
     "ilc-test": ("facemask-ilc2021", "test"),
 }
-REFERENCE = ("voc-val", "ilc-val")
 CURRENT = ("voc-test", "ilc-test")
 SHIFTS = {"darken": "darken=0.5", "blur": "blur=2"}
 
@@ -321,6 +321,10 @@ def bench_drift(
             store.write(bootstrap_window(records, np.random.default_rng(seed + 1000 + w)))
             per_window.append(check(store, profile))
         store.close()
+        res["per_window"] = [
+            {"drifted": w["drifted"], "scores": {f: v["score"] for f, v in w["scores"].items()}}
+            for w in per_window
+        ]
         res["windows"] = len(per_window)
         res["windows_drifted"] = sum(bool(w["drifted"]) for w in per_window)
         res["feature_drift_counts"] = dict(Counter(f for w in per_window for f in w["drifted"]))
@@ -371,7 +375,7 @@ def nannyml_cbpe(
     return {"version": nml.__version__, **out}
 
 
-def bench_estimate(passes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def bench_estimate(passes: dict[str, list[dict[str, Any]]], reference_sets: list[str]) -> dict[str, Any]:
     sets = {
         "voc-test": passes["voc-test"],
         "ilc-test": passes["ilc-test"],
@@ -384,7 +388,7 @@ def bench_estimate(passes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "ilc-test blurred": passes["ilc-test+blur"],
     }
     arrays = {name: matched_arrays(rows) for name, rows in sets.items()}
-    ref = matched_arrays(passes["voc-val"] + passes["ilc-val"])
+    ref = matched_arrays([r for name in reference_sets for r in passes[name]])
     nml_res = nannyml_cbpe(ref, arrays)
     out: dict[str, Any] = {"sets": {}}
     for name, (p, y) in arrays.items():
@@ -652,9 +656,16 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reference-splits",
+        default="val",
+        help="splits of facemask-voc and ILC the reference is built from (val; val,test as `maskops monitor "
+        "reference` builds it, which puts the unshifted test images inside the reference)",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "work" / "bench" / "monitor_drift.json")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+    reference_sets = [f"{d}-{s}" for s in args.reference_splits.split(",") for d in ("voc", "ilc")]
 
     passes: dict[str, list[dict[str, Any]]] = {}
     for name in SETS:
@@ -672,9 +683,11 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="maskops-monitor-drift-") as tmp:
         folder = Path(tmp)
-        profile = make_reference(passes["voc-val"] + passes["ilc-val"], folder)
+        reference_rows = [r for name in reference_sets for r in passes[name]]
+        profile = make_reference(reference_rows, folder)
         results["reference"] = {
-            "images": len(passes["voc-val"]) + len(passes["ilc-val"]),
+            "sets": reference_sets,
+            "images": len(reference_rows),
             "faces": sum(profile.categorical["label"].values()),
             "accuracy_matched_argmax": profile.accuracy,
             "features": sorted([*profile.numeric, *profile.categorical]),
@@ -686,14 +699,14 @@ def main() -> None:
             ]
             streams = {
                 "unshifted": current,
-                "control: the reference's own images": passes["voc-val"] + passes["ilc-val"],
+                "control: the reference's own images": reference_rows,
                 "darken (x0.5)": passes["voc-test+darken"] + passes["ilc-test+darken"],
                 "blur (sigma 2)": passes["voc-test+blur"] + passes["ilc-test+blur"],
                 "unmasked only (class mix)": unmasked,
             }
             results["drift"] = bench_drift(profile, streams, args.windows, args.seed, folder)
         if "estimate" in parts:
-            results["estimate"] = bench_estimate(passes)
+            results["estimate"] = bench_estimate(passes, reference_sets)
         if "speed" in parts:
             results["speed"] = bench_speed(profile, args.faces, args.repeat, folder)
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -701,7 +714,7 @@ def main() -> None:
     print(f"{results['date']} on {results['machine']}; model {results['model']}")
     print(
         f"reference: {results['reference']['images']} images, {results['reference']['faces']} faces "
-        f"(facemask-voc val + ILC val), accuracy on matched faces {profile.accuracy:.4f}\n"
+        f"({', '.join(reference_sets)}), accuracy on matched faces {profile.accuracy:.4f}\n"
     )
     print(markdown(results))
     print(f"\nwrote {args.json}")
