@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -344,3 +345,30 @@ def test_monitoring_off_or_misconfigured_never_stops_the_service(
     assert client.app.state.monitor is None
     assert f"{bad}: interval: expected a duration" in caplog.text
     assert client.get("/health").status_code == 200
+
+
+def test_two_checkers_on_one_store_notify_once(store: Engine, reference: ReferenceProfile) -> None:
+    """The service and `maskops monitor run` on the same store: one notification per incident."""
+    with http_receiver() as hook:
+        cfg = config(hook.url, free_port())
+        cfg = cfg.model_copy(update={"rules": [cfg.rules[0].model_copy(update={"channels": ["hook"]})]})
+        write_records(store, records(60, T, seed=1))
+        run_checks(store, cfg, now=T, reference=reference)  # the state rows exist, not firing
+        write_records(store, records(60, T + timedelta(hours=1), seed=2, dim=0.5))
+        errors: list[BaseException] = []
+
+        def check() -> None:
+            try:
+                run_checks(store, cfg, now=T + timedelta(hours=1), reference=reference)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=check) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert [b["state"] for b in hook.bodies] == ["firing"]
+    with store.connect() as conn:
+        assert [e.state for e in conn.execute(select(AlertEventRow)).all()] == ["firing"]

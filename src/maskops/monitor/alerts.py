@@ -353,7 +353,10 @@ def apply_evaluations(
     by_name = {r.name: r for r in rules}
     states = {
         (r.rule, r.key): AlertState(r.firing, r.since, r.last_notified_at, r.incident_id, r.value)
-        for r in conn.execute(select(AlertStateRow)).all()
+        # FOR UPDATE: two processes checking the same store (the service and `maskops monitor run`)
+        # take turns on PostgreSQL instead of both notifying; on SQLite the check's first write
+        # (its monitor_checks row) already serialises them
+        for r in conn.execute(select(AlertStateRow).with_for_update()).all()
     }
     out: list[tuple[int, Notification]] = []
     for ev in _with_stale(evaluations, states, by_name):
