@@ -237,6 +237,13 @@ def test_monitor_page_charts_a_replay_and_shows_a_firing_alert(
             page.select_option("#site", "gate-2")
             page.wait_for_selector("body[data-loads='3']")
             expect(page.locator("#sites-table tbody tr")).to_have_count(1)
+
+            # on a phone nothing sticks out sideways: the nav wraps, the site table scrolls in its box
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.click("#refresh")
+            page.wait_for_selector("body[data-loads='4']")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            page.screenshot(path=str(ARTIFACTS / "monitor-390px.png"), full_page=True)
         finally:
             context.close()
             browser.close()
