@@ -372,3 +372,26 @@ def test_two_checkers_on_one_store_notify_once(store: Engine, reference: Referen
     assert [b["state"] for b in hook.bodies] == ["firing"]
     with store.connect() as conn:
         assert [e.state for e in conn.execute(select(AlertEventRow)).all()] == ["firing"]
+
+
+def test_per_site_rules_on_the_store(store: Engine) -> None:
+    write_records(store, records(30, T - timedelta(hours=3), seed=7, site="gate-2"))  # silent since
+    write_records(store, records(30, T - timedelta(minutes=2), seed=8, site="gate-1"))
+    write_records(store, records(30, T - timedelta(minutes=40), seed=9))  # untagged
+    cfg = parse_monitor_config({"rules": [
+        {"name": "quiet", "kind": "no_traffic", "params": {"minutes": 30, "per_site": True}},
+        {"name": "comp", "kind": "compliance", "params": {"min_rate": 0.7, "min_faces": 10}},
+    ]})  # fmt: skip
+    result = run_checks(store, cfg, now=T, reference=None)
+    verdicts = {
+        (e.rule, e.key): (e.firing, None if e.value is None else round(e.value, 2))
+        for e in result.evaluations
+    }
+    assert verdicts == {
+        ("quiet", ""): (True, 40.0),
+        ("quiet", "gate-1"): (False, 2.0),
+        ("quiet", "gate-2"): (True, 180.0),
+        ("comp", ""): (True, 0.67),  # 2 of 3 faces masked, under 0.7; gate-2 is out of the 1 h window
+        ("comp", "gate-1"): (True, 0.67),
+    }
+    assert sorted(result.firing) == [("comp", ""), ("comp", "gate-1"), ("quiet", ""), ("quiet", "gate-2")]

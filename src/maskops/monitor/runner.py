@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from maskops.config import Settings
 from maskops.monitor.alert_config import (
@@ -48,7 +48,7 @@ from maskops.monitor.alerts import (
 from maskops.monitor.channels import Channel, Dispatcher, build_channels
 from maskops.monitor.records import utc_naive
 from maskops.monitor.reference import ReferenceProfile
-from maskops.monitor.schema import DriftResultRow, FaceRow, MonitorCheckRow, RequestRow
+from maskops.monitor.schema import DriftResultRow, FaceRow, HourlyRequests, MonitorCheckRow, RequestRow
 from maskops.monitor.stats import CLASSIFIED, COMPLIANT
 from maskops.monitor.window import DriftReport, drift_report
 
@@ -144,16 +144,27 @@ def _finite(x: Any) -> Any:
     return x
 
 
+def _last_by_site(conn: Connection) -> dict[str, datetime]:
+    """The latest request per site ('' untagged): each site's latest hour from the hourly rollup (a
+    small table), then the requests of that site from that hour on (``ix_requests_site_hour``), so
+    no scan of the whole requests table."""
+    out: dict[str, datetime] = {}
+    hours = select(HourlyRequests.site, func.max(HourlyRequests.hour)).group_by(HourlyRequests.site)
+    for site, hour in conn.execute(hours).all():
+        match = RequestRow.site.is_(None) if site == "" else RequestRow.site == site
+        last = conn.execute(
+            select(func.max(RequestRow.created_at)).where(match, RequestRow.hour >= hour)
+        ).scalar_one()
+        if last is not None:  # None: that hour's requests were pruned (the rollup stays)
+            out[site] = last
+    return out
+
+
 def window_facts(engine: Engine, start: datetime | None, now: datetime) -> dict[str, Any]:
     """Latency, compliance per site and the latest requests, over the requests in ``[start, now]``."""
     facts: dict[str, Any] = {"requests": 0, "p95_ms": None, "compliance": {}}
     with engine.connect() as conn:
-        last_by_site = {
-            site or "": t
-            for site, t in conn.execute(
-                select(RequestRow.site, func.max(RequestRow.created_at)).group_by(RequestRow.site)
-            )
-        }
+        last_by_site = _last_by_site(conn)
         facts["last_by_site"] = last_by_site
         facts["last_request_at"] = max(last_by_site.values()) if last_by_site else None
         if start is None:
