@@ -117,3 +117,13 @@ def test_missing_reference_is_a_clear_error(tmp_path: Path) -> None:
     code, output = run("--evidently", tmp_path / "x.html", "--reference", missing, "--db", "sqlite://")
     assert code == 2
     assert str(missing) in output and "--reference" in output
+
+
+def test_empty_window_is_a_clear_error(tmp_path: Path, reference: Path) -> None:
+    out = tmp_path / "x.html"
+    code, output = run(
+        "--evidently", out, "--reference", reference, "--db", f"sqlite:///{tmp_path / 'empty.db'}"
+    )
+    assert code == 2
+    assert "nothing to compare" in output and "0 face(s)" in output
+    assert not out.exists()
