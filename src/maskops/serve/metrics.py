@@ -199,6 +199,9 @@ class MonitorCollector(Collector):
                         if self._ok is not False:
                             logger.warning("monitoring gauges unavailable: %s", str(exc).splitlines()[0])
                         self._snapshot, self._ok = None, False
+                    except Exception:  # a scrape must never fail: the request metrics come with it
+                        logger.exception("monitoring gauges failed")
+                        self._snapshot, self._ok = None, False
             return self._snapshot, self._ok
 
     def describe(self) -> Iterator[GaugeMetricFamily]:

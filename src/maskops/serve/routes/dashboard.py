@@ -17,6 +17,7 @@ a 422 naming it.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -437,6 +438,11 @@ def drift_latest(
     )
 
 
+def _finite(x: float | None) -> float | None:
+    """None for NaN or infinity (not JSON)."""
+    return x if x is not None and math.isfinite(x) else None
+
+
 def _ordered(features: list[FeatureOut]) -> list[FeatureOut]:
     return sorted(features, key=lambda f: (not (f.drifted or f.drifted_in_check), f.feature))
 
@@ -473,8 +479,8 @@ def _compare(
             feature=f.feature,
             kind=f.kind,
             test=f.result.test,
-            score=f.result.score,
-            threshold=f.result.threshold,
+            score=_finite(f.result.score),
+            threshold=_finite(f.result.threshold),
             drifted=f.result.drifted,
             drifted_in_check=None,
             note=f.result.note,
