@@ -198,6 +198,7 @@ def test_monitor_page_charts_a_replay_and_shows_a_firing_alert(
             assert points(page, "#chart-traffic") > 0
             assert points(page, "#chart-classes") > 0
             assert points(page, "#chart-compliance") > 0
+            assert points(page, "#chart-sites") > 0
             requests = page.evaluate(
                 "() => Chart.getChart('chart-traffic').data.datasets[0].data.reduce((a, b) => a + b, 0)"
             )

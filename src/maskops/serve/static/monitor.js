@@ -73,7 +73,7 @@
   // --- summary: traffic, class mix, compliance, sites, review queue
   function renderSummary(body) {
     if (body.store !== "ok" || !body.traffic) {
-      for (const id of ["chart-traffic", "chart-classes", "chart-compliance"]) clearChart(id);
+      for (const id of ["chart-traffic", "chart-classes", "chart-compliance", "chart-sites"]) clearChart(id);
       $("traffic-note").textContent =
         body.store === "off"
           ? "The prediction store is off (MASKOPS_STORE_PREDICTIONS=false): no traffic is recorded."
@@ -134,6 +134,23 @@
       options: {
         scales: { y: { min: 0, max: 1, ticks: { callback: (v) => `${Math.round(v * 100)}%` }, title: { display: true, text: "with mask / classified faces" } } },
         plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${pct(c.parsed.y)}` } } },
+      },
+    });
+
+    draw("chart-sites", {
+      type: "bar",
+      data: {
+        labels: t.sites.map((s) => siteName(s.site)),
+        datasets: Array.from(classes).map((c) => ({
+          label: c,
+          data: t.sites.map((s) => s.faces[c] || 0),
+          backgroundColor: MaskOps.color(c),
+        })),
+      },
+      options: {
+        indexAxis: "y",
+        scales: { x: { stacked: true, beginAtZero: true, title: { display: true, text: "faces" } }, y: { stacked: true } },
+        plugins: { legend: { display: false } },
       },
     });
 
