@@ -138,3 +138,17 @@ def test_unreadable_checkpoint_is_a_clear_error(monkeypatch, tmp_path) -> None:
     assert result.exit_code == 2
     assert "junk.pt: not a maskops checkpoint" in result.output
     assert not out.exists()
+
+
+def test_export_fits_the_embedding_projection_into_both_cards(fake_training, tmp_path) -> None:
+    checkpoint, manifest = fake_training
+    out = tmp_path / "e" / "facemask.onnx"
+    args = ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--parity-manifest", str(manifest)]
+    result = CliRunner().invoke(app, [*args, "--int8", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["embedding_dims"] == 8  # the tiny model's 8 pooled features
+    for path in (out, out.with_name("facemask_int8.onnx")):
+        clf = OnnxClassifier(path)
+        assert clf.embedding_dims == 8
+        _, emb = clf.predict_with_embedding([np.zeros((9, 9, 3), np.uint8)])
+        assert emb is not None and emb.shape == (1, 8)

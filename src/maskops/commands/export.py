@@ -70,6 +70,16 @@ def register(app: typer.Typer) -> None:
                 parity, failed = exc.result, True
                 console.print(f"[red]parity check failed:[/red] {exc}", soft_wrap=True)
             report["parity"] = parity.to_dict()
+            projection = None
+            if not failed:
+                from maskops.export.embedding import fit_embedding, record_projection
+
+                try:  # the compact embedding, fitted on the val images as a release does
+                    projection = fit_embedding(path, images, fitted_on=f"val split of {parity_manifest.name}")
+                    record_projection(projection, path)
+                    report["embedding_dims"] = projection.dims
+                except ValueError as exc:
+                    logger.warning("no embedding projection: %s", exc)
             if int8 and not failed:
                 from maskops.export.quantize import calibration_sample, compare_accuracy, quantize_int8
 
@@ -79,6 +89,8 @@ def register(app: typer.Typer) -> None:
                     calibration_sample(images, calibration_n),
                     spec,
                 )
+                if projection is not None:
+                    record_projection(projection, q_path)
                 assert labels is not None  # --int8 needs --parity-manifest, which gives labels
                 report["int8"] = {
                     "onnx": str(q_path),
