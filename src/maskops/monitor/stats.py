@@ -3,8 +3,8 @@ percentiles, by hour or day (UTC) and by site.
 
 They come from the rollups the writer keeps (``hourly_*`` for hour buckets, ``daily_*`` for day
 buckets), so a window over millions of faces reads a few thousand rows. Window bounds are widened to
-whole buckets (hours, or UTC days). Latency percentiles (nearest rank) are computed in the database
-from log-spaced bins and are within 5 % of the exact value.
+whole buckets (hours, or UTC days). Latency percentiles (nearest rank) are read
+off log-spaced bins and are within 5 % of the exact value; the bins are summed in numpy.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, Select, case, func, select
+import numpy as np
+from sqlalchemy import Connection, Engine, String, cast, func, literal_column, select
 
 from maskops.monitor.records import utc_naive
 from maskops.monitor.schema import DailyFaces, DailyRequests, HourlyFaces, HourlyRequests, bin_latency_ms
@@ -98,27 +99,65 @@ def _row(
     )
 
 
-def _latency_query(t: type[HourlyRequests | DailyRequests], keys: list, where: Callable) -> Select:  # type: ignore[type-arg]
-    """Requests and the p50/p95 latency bins per ``keys`` group, computed in the database:
-    a running sum over the bins in order finds the first bin holding the nearest-rank sample."""
-    g = (
-        select(*keys, t.latency_bin.label("k"), func.sum(t.requests).label("n"))
-        .where(*where(t))
-        .group_by(*keys, t.latency_bin)
-        .subquery("g")
+def latency_percentile_bins(
+    groups: np.ndarray, bins: np.ndarray, counts: np.ndarray, qs: tuple[int, ...] = (50, 95)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: the number of requests and, for each percentile in ``qs`` (0-100), the first
+    latency bin holding the nearest-rank sample.
+
+    Args:
+        groups: an integer group id per row (any order).
+        bins: the latency bin of each row.
+        counts: the requests in each row (positive).
+
+    Returns:
+        ``(group ids, totals, bins)``: sorted group ids, requests per group and a ``(len(qs), groups)``
+        array of bins.
+    """
+    if len(groups) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros((len(qs), 0), dtype=np.int64)
+    order = np.lexsort((bins, groups))
+    g, k, n = groups[order], bins[order], counts[order].astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    totals = np.add.reduceat(n, starts)
+    cum = np.cumsum(n)
+    before = cum[starts] - n[starts]  # requests of the earlier groups
+    out = np.empty((len(qs), len(starts)), dtype=np.int64)
+    for i, q in enumerate(qs):
+        rank = np.maximum(1, -(-(totals * q) // 100))  # ceil(q / 100 * total), integers only
+        out[i] = k[np.searchsorted(cum, before + rank, side="left")]
+    return g[starts], totals, out
+
+
+def _latency(
+    conn: Connection, t: type[HourlyRequests | DailyRequests], period: str, where: Callable
+) -> tuple[dict[tuple[int, str], tuple[int, int | None, int | None]], tuple[int, int | None, int | None]]:
+    """Requests and p50/p95 latency bins per (bucket, site), and over the whole window.
+
+    The database returns one row per (bucket, site) with its ``bin:requests`` pairs as one string
+    (``group_concat`` / ``string_agg``), parsed and summed in numpy: building a Python row for each of
+    the hundreds of thousands of rollup rows of a month by hour would cost more than the query."""
+    col = getattr(t, period)
+    pairs = func.aggregate_strings(
+        cast(t.latency_bin, String) + literal_column("':'") + cast(t.requests, String), ","
     )
-    part = [g.c[k.name] for k in keys]
-    running = func.sum(g.c.n).over(partition_by=part or None, order_by=g.c.k, rows=(None, 0))
-    c = select(
-        *part, g.c.k, running.label("cum"), func.sum(g.c.n).over(partition_by=part or None).label("total")
-    ).subquery("c")
-    cp = [c.c[k.name] for k in keys]
-
-    def first_bin(q: int):  # type: ignore[no-untyped-def]
-        # cum >= ceil(q/100 * total) <=> 100 * cum >= q * total, cum being an integer
-        return func.min(case((c.c.cum * 100 >= c.c.total * q, c.c.k)))
-
-    return select(*cp, func.max(c.c.total), first_bin(50), first_bin(95)).group_by(*cp)
+    rows = conn.execute(select(col, t.site, pairs).where(*where(t)).group_by(col, t.site)).all()
+    if not rows:
+        return {}, (0, None, None)
+    parsed = [np.array(text.replace(":", ",").split(","), dtype=np.int64) for _, _, text in rows]
+    sizes = np.fromiter((len(a) // 2 for a in parsed), dtype=np.int64, count=len(parsed))
+    flat = np.concatenate(parsed)
+    bins, counts = flat[0::2], flat[1::2]
+    gid, totals, pct = latency_percentile_bins(np.repeat(np.arange(len(rows)), sizes), bins, counts)
+    per: dict[tuple[int, str], tuple[int, int | None, int | None]] = {
+        (int(rows[g][0]), str(rows[g][1])): (int(tot), int(p50), int(p95))
+        for g, tot, p50, p95 in zip(
+            gid.tolist(), totals.tolist(), pct[0].tolist(), pct[1].tolist(), strict=True
+        )
+    }
+    _, total, all_pct = latency_percentile_bins(np.zeros(len(bins), dtype=np.int64), bins, counts)
+    return per, (int(total[0]), int(all_pct[0, 0]), int(all_pct[1, 0]))
 
 
 def business_stats(
@@ -158,7 +197,6 @@ def business_stats(
             conds.append(table.source == source)
         return conds
 
-    rb = getattr(req_t, period).label("b")
     fb = getattr(face_t, period).label("b")
     face_q = (
         select(fb, face_t.site, face_t.label, func.sum(face_t.faces))
@@ -166,13 +204,10 @@ def business_stats(
         .group_by(fb, face_t.site, face_t.label)
     )
     faces: defaultdict[tuple[int, str], Counter[str]] = defaultdict(Counter)
-    latency: dict[tuple[int, str], tuple[int, int | None, int | None]] = {}
     with engine.connect() as conn:
-        for b, s, n, p50, p95 in conn.execute(_latency_query(req_t, [rb, req_t.site.label("site")], where)):
-            latency[(b, s)] = (int(n), p50, p95)
+        latency, total_latency = _latency(conn, req_t, period, where)
         for b, s, label, n in conn.execute(face_q):
             faces[(b, s)][label] += int(n)
-        total_latency = conn.execute(_latency_query(req_t, [], where)).one()
     all_faces: Counter[str] = Counter()
     rows = []
     for key in sorted(set(latency) | set(faces)):
