@@ -205,3 +205,46 @@ def test_test_choice_per_feature(tmp_path: Path, reference: Path) -> None:
     code, out = run("--reference", reference, "--db", url, "--test", "label=ks")
     assert code == 2
     assert "drift test 'ks' is for numeric features; label is categorical" in out
+
+
+def _with_embeddings(records: list, shift: float, seed: int) -> list:  # type: ignore[type-arg]
+    from maskops.inference.projection import embedding_bytes
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for rec in records:
+        faces = tuple(
+            dataclasses.replace(f, embedding=embedding_bytes(rng.normal(shift, 1.0, 24))) for f in rec.faces
+        )
+        out.append(dataclasses.replace(rec, faces=faces))
+    return out
+
+
+@pytest.mark.parametrize(("shift", "drifted"), [(0.0, False), (1.5, True)])
+def test_logged_embeddings_are_tested_against_the_reference(
+    tmp_path: Path, shift: float, drifted: bool
+) -> None:
+    from maskops.monitor.window import drift_report
+
+    rng = np.random.default_rng(0)
+    profile = build_reference(embeddings=rng.normal(0.0, 1.0, (400, 24)))
+    engine = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    records = [make_record(f"r{i}", ("with_mask", "without_mask")) for i in range(150)]
+    write_records(engine, _with_embeddings(records, shift, seed=1))
+    window = load_window(engine, last=1000)
+    assert window.embeddings is not None and window.embeddings.shape == (300, 24)
+    report = drift_report(engine, profile, last=1000)
+    (emb,) = [f for f in report.features if f.feature == "embedding"]
+    assert emb.result.drifted is drifted
+    engine.dispose()
+
+
+def test_embeddings_of_another_width_are_not_tested(tmp_path: Path) -> None:
+    from maskops.monitor.window import drift_report
+
+    profile = build_reference(embeddings=np.random.default_rng(0).normal(0.0, 1.0, (100, 16)))
+    engine = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    write_records(engine, _with_embeddings([make_record(f"r{i}") for i in range(50)], 0.0, seed=1))
+    report = drift_report(engine, profile, last=1000)
+    assert [f.feature for f in report.features if f.feature == "embedding"] == []
+    engine.dispose()

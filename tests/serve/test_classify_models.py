@@ -145,3 +145,20 @@ def test_detector_options_reach_the_detector(
     assert strict.post("/v1/detect", files={"file": ("a.jpg", face_photo)}).json()["faces"] == []
     bad = make_client(detector_options={"no_such_option": 1})
     assert_error(bad.get("/ready"), 503, "not_ready")
+
+
+def test_public_card_summarises_the_embedding_projection() -> None:
+    from maskops.serve.routes.models import public_card
+
+    card = {
+        "task": "facemask",
+        "extra": {
+            "epochs": 3,
+            "embedding": {"dims": 24, "mean": [0.0] * 1280, "components": [[0.0] * 1280] * 24, "n": 9},
+        },
+    }
+    out = public_card(card)
+    assert out["extra"]["embedding"] == {"dims": 24, "n": 9}
+    assert out["extra"]["epochs"] == 3
+    assert card["extra"]["embedding"]["mean"]  # the loaded card is left as it is
+    assert public_card({"task": "malaria"}) == {"task": "malaria"}

@@ -233,7 +233,15 @@ def compare_to_reference(
         current = [str(v) for v in (categorical or {})[name] if v is not None]
         test = _test_for(name, "categorical", tests.get(name) or default_drift_test("categorical"))
         out.append(FeatureDrift(name, "categorical", test(reference, current)))
-    if profile.embedding is not None and embeddings is not None:
+    if profile.embedding is not None and embeddings is not None and len(embeddings):
+        width = len(profile.embedding[0]) if profile.embedding else 0
+        if np.asarray(embeddings).shape[1] != width:
+            logger.warning(
+                "embeddings of width %d against a reference of width %d (another model?): not tested",
+                np.asarray(embeddings).shape[1],
+                width,
+            )
+            return out
         test = _test_for("embedding", "embedding", tests.get("embedding") or default_drift_test("embedding"))
         out.append(FeatureDrift("embedding", "embedding", test(np.asarray(profile.embedding), embeddings)))
     return out

@@ -16,6 +16,7 @@ skipped.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, and_, select
 
+from maskops.inference.projection import embedding_from_bytes
 from maskops.monitor.drift import get_drift_test
 from maskops.monitor.estimate import PerformanceEstimate, estimate_performance
 from maskops.monitor.records import utc_naive
@@ -48,6 +50,7 @@ class FaceWindow:
     probabilities: np.ndarray
     class_names: list[str]
     true_labels: list[str | None]
+    embeddings: np.ndarray | None = None
 
     def label_ids(self) -> np.ndarray:
         """The feedback per face as class ids: -1 without feedback or with a non-class answer
@@ -88,7 +91,14 @@ def load_window(
         RequestRow.sharpness,
         RequestRow.saturation,
     )
-    face_cols = (FaceRow.request_id, FaceRow.confidence, FaceRow.size, FaceRow.face_score, FaceRow.label)
+    face_cols = (
+        FaceRow.request_id,
+        FaceRow.confidence,
+        FaceRow.size,
+        FaceRow.face_score,
+        FaceRow.label,
+        FaceRow.embedding,
+    )
     with engine.connect() as conn:
         if since is not None:
             since = utc_naive(since)
@@ -131,7 +141,18 @@ def load_window(
         probabilities=probs.reshape(-1, len(names)),
         class_names=names,
         true_labels=[f.true_label for f in faces],
+        embeddings=_embeddings([f.embedding for f in faces]),
     )
+
+
+def _embeddings(blobs: list[bytes | None]) -> np.ndarray | None:
+    """The logged embeddings as (faces, dims) float32 rows; faces without one, or with another width
+    than the most common (a model change inside the window), are left out. None when no face has one."""
+    arrays = [embedding_from_bytes(b) for b in blobs if b]
+    if not arrays:
+        return None
+    width = Counter(len(a) for a in arrays).most_common(1)[0][0]
+    return np.stack([a for a in arrays if len(a) == width]).astype(np.float32)
 
 
 def _with_feedback(query: Any) -> Any:
@@ -205,7 +226,11 @@ def drift_report(
     """
     window = load_window(engine, since=since, last=last, site=site)
     features = compare_to_reference(
-        profile, numeric=window.numeric, categorical=window.categorical, tests=tests
+        profile,
+        numeric=window.numeric,
+        categorical=window.categorical,
+        embeddings=window.embeddings,
+        tests=tests,
     )
     estimate = None
     if window.n_faces:

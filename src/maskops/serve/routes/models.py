@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
@@ -13,6 +13,17 @@ from maskops.serve.schemas import ModelCard, ModelsResponse, ReloadResponse
 from maskops.serve.service import MaskService, ServiceUnavailable
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def public_card(card: dict[str, Any]) -> dict[str, Any]:
+    """The card as clients see it: the embedding projection's matrices (hundreds of kilobytes, of no
+    use to a client) give way to a summary of it."""
+    extra = card.get("extra")
+    if not isinstance(extra, dict) or not isinstance(extra.get("embedding"), dict):
+        return card
+    emb = extra["embedding"]
+    summary = {k: v for k, v in emb.items() if k not in ("mean", "components")}
+    return {**card, "extra": {**extra, "embedding": summary}}
 
 
 def models_response(service: MaskService) -> ModelsResponse:
@@ -27,7 +38,7 @@ def models_response(service: MaskService) -> ModelsResponse:
             version=m.version,
             source=m.source,
             loaded_at=m.loaded_at,
-            card=m.spec.to_dict(),
+            card=public_card(m.spec.to_dict()),
         )
         for m in models.models.values()
     ]
