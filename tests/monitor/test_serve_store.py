@@ -149,6 +149,7 @@ def test_stats_from_the_store_and_metrics(make_client: Callable[..., TestClient]
     assert day["bucket"] == "day" and [row["site"] for row in day["rows"]] == ["gate"]
     assert client.get("/v1/stats", params={"bucket": "week"}).status_code == 422
     assert client.get("/v1/stats", params={"from": "yesterday"}).status_code == 422
+    assert client.get("/v1/stats", params={"from": "999999d"}).status_code == 422
     client.post("/v1/detect", files={"file": ("a.jpg", jpeg(), "image/jpeg")})
     flush(client)
     metrics = client.get("/metrics").text

@@ -240,6 +240,8 @@ def parse_time(text: str, now: datetime) -> datetime:
 
     try:
         return now - parse_period(text)
+    except OverflowError:
+        raise ValueError(f"the period {text!r} reaches back before year 1") from None
     except ValueError:
         pass
     try:
