@@ -102,6 +102,30 @@ def test_detect_and_batch_are_recorded_once(make_client: Callable[..., TestClien
         assert len(conn.execute(select(RequestRow.request_id)).all()) == 3
 
 
+def test_classify_is_recorded_with_the_whole_image_as_its_face(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client()
+    r = client.post(
+        "/v1/classify", files={"file": ("c.jpg", jpeg(40, 30), "image/jpeg")}, headers={"X-Site": "lab"}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    flush(client)
+    row = stored(client, body["request_id"])
+    assert (row.source, row.site, row.width, row.height, row.n_faces) == ("classify", "lab", 40, 30, 1)
+    with client.app.state.prediction_store.engine.connect() as conn:
+        face = conn.execute(select(FaceRow).where(FaceRow.request_id == body["request_id"])).one()
+    assert face.label == body["label"]
+    assert (face.x1, face.y1, face.x2, face.y2) == (0.0, 0.0, 40.0, 30.0)
+    assert face.probabilities == pytest.approx(body["probabilities"], abs=1e-4)
+    bad = client.post("/v1/classify", files={"file": ("c.jpg", b"not an image", "image/jpeg")})
+    assert bad.status_code in (415, 422)
+    flush(client)
+    with client.app.state.prediction_store.engine.connect() as conn:
+        assert len(conn.execute(select(RequestRow.request_id)).all()) == 1  # refused uploads: no record
+
+
 def test_feedback_route(make_client: Callable[..., TestClient]) -> None:
     client = make_client()
     write_records(

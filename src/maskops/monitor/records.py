@@ -17,7 +17,7 @@ import numpy as np
 
 from maskops.inference.projection import embedding_from_bytes
 
-Source = Literal["api", "batch", "stream", "watch", "detect"]
+Source = Literal["api", "batch", "stream", "watch", "detect", "classify"]
 SOURCES: tuple[str, ...] = get_args(Source)
 MAX_ID = 80  # a request id (64) plus a batch image's or a stream frame's suffix
 
@@ -74,7 +74,8 @@ class PredictionRecord:
     Attributes:
         request_id: the request's id (``X-Request-ID``); a replay with the same id is ignored.
         created_at: when the request was served (stored as naive UTC).
-        source: ``api`` (one image), ``batch``, ``stream``, ``watch`` or ``detect``.
+        source: ``api`` (one image), ``batch``, ``stream``, ``watch``, ``detect`` or ``classify``
+            (a whole image through one classifier, no detection).
         site: optional site or camera tag.
         model_name / model_version: the face classifier and its card hash.
         detector / detector_version: the face detector's name and version.

@@ -174,7 +174,7 @@ def business_stats(
     Args:
         site: only this site ('' or None: every site, each in its own rows).
         bucket: ``hour`` or ``day`` (UTC days).
-        source: only this source (api, batch, stream, watch, detect).
+        source: only this source (api, batch, stream, watch, detect, classify).
 
     Raises:
         ValueError: an unknown bucket, or ``end`` before ``start``.

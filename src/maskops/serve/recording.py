@@ -22,6 +22,7 @@ from maskops.monitor.capture import build_record, detector_version
 from maskops.monitor.features import image_quality
 from maskops.monitor.feedback import AccuracyReport, measured_accuracy
 from maskops.monitor.recorder import PredictionStore
+from maskops.monitor.records import FaceRecord, PredictionRecord
 from maskops.monitor.stats import StatsReport, business_stats, report_dict, resolve_window
 from maskops.monitor.writer import WriterCounters
 from maskops.serve.errors import ApiError
@@ -104,6 +105,40 @@ def record_detection(
             detector_version=store.detector_version,
             image=image.image,
             hard_cases=store.hard_cases,
+        )
+    except Exception:  # recording must never fail the request it records
+        logger.exception("could not build the prediction record")
+        return
+    store.record(record)
+
+
+def record_classification(request: HTTPConnection, outcome: Any) -> None:
+    """Queue the record of one ``/v1/classify`` answer (a ``ClassifyOutcome``): source ``classify``,
+    the whole image as the one "face" (no box was detected, so no face score)."""
+    store: PredictionStore | None = getattr(request.app.state, "prediction_store", None)
+    if store is None:
+        return
+    try:
+        image = outcome.image
+        face = FaceRecord(
+            box=(0.0, 0.0, float(image.width), float(image.height)),
+            face_score=None,
+            probabilities={c: round(float(p), 4) for c, p in outcome.probabilities.items()},
+            label=outcome.label,  # the top class: /v1/classify answers without an uncertain band
+        )
+        record = PredictionRecord(
+            request_id=str(request.scope.get("state", {}).get("request_id", "")),
+            created_at=datetime.now(UTC),
+            source="classify",
+            latency_ms=round(sum(outcome.timings_ms.values()), 3),
+            width=image.width,
+            height=image.height,
+            site=site_of(request),
+            model_name=outcome.model.name,
+            model_version=outcome.model.version,
+            stages_ms={k: round(float(v), 3) for k, v in outcome.timings_ms.items()},
+            quality={k: round(float(v), 5) for k, v in image_quality(image.image).as_dict().items()},
+            faces=(face,),
         )
     except Exception:  # recording must never fail the request it records
         logger.exception("could not build the prediction record")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from maskops.inference.images import ImageRejected
 from maskops.serve.deps import PredictCaller, ServiceDep
 from maskops.serve.errors import IMAGE_ERRORS, ApiError, ErrorResponse
+from maskops.serve.recording import record_classification
 from maskops.serve.routes.common import model_ref, request_id, to_api_error
 from maskops.serve.schemas import ClassifyResponse, ImageInfo
 from maskops.serve.service import MaskService, ServiceUnavailable, UnknownModel
@@ -57,6 +58,7 @@ async def classify_one(request: Request, service: MaskService, model: str | None
         if isinstance(exc, ImageRejected):
             service.metrics.observe_image("rejected")
         raise to_api_error(exc) from None
+    record_classification(request, out)
     return ClassifyResponse(
         request_id=request_id(request),
         model=model_ref(out.model),
