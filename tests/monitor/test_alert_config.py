@@ -139,3 +139,18 @@ def test_email_credentials_come_from_the_environment() -> None:
         build_channels(cfg, env={})
     channels = build_channels(cfg, env={"SMTP_U": "user", "SMTP_P": "secret"})
     assert channels["mail"].username == "user" and channels["mail"].password == "secret"  # type: ignore[attr-defined]
+
+
+def test_webhook_url_from_the_environment() -> None:
+    hook = {"kind": "webhook", "url_env": "HOOK_URL", "format": "slack"}
+    cfg = parse_monitor_config(with_(channels={"log": {"kind": "log"}, "hook": hook}))
+    with pytest.raises(MonitorConfigError, match=r"channels\.hook\.url_env: environment variable HOOK_URL"):
+        build_channels(cfg, env={})
+    with pytest.raises(MonitorConfigError, match="does not hold an http") as bad:
+        build_channels(cfg, env={"HOOK_URL": "ftp://secret-token"})
+    assert "secret-token" not in str(bad.value)  # the URL is a secret: never in a message
+    channels = build_channels(cfg, env={"HOOK_URL": "https://hooks.example.org/T0/B0/x"})
+    assert channels["hook"].url == "https://hooks.example.org/T0/B0/x"  # type: ignore[attr-defined]
+    for both_or_none in ({"kind": "webhook"}, {"kind": "webhook", "url": "https://a", "url_env": "X"}):
+        with pytest.raises(MonitorConfigError, match="exactly one of url and url_env"):
+            parse_monitor_config(with_(channels={"log": {"kind": "log"}, "hook": both_or_none}))

@@ -96,17 +96,33 @@ class WebhookChannelConfig(_Strict):
     """A POST of the notification as JSON (``format: json``) or as Slack's ``{"text": ...}``."""
 
     kind: Literal["webhook"]
-    url: str = Field(description="http(s) URL")
+    url: str | None = Field(default=None, description="http(s) URL")
+    url_env: str | None = Field(
+        default=None,
+        description="environment variable holding the URL (a Slack webhook URL is itself a secret)",
+    )
     format: Literal["json", "slack"] = "json"
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=5.0, gt=0, le=120)
 
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_webhook_url(v)
         return v
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookChannelConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url and url_env")
+        return self
+
+
+def check_webhook_url(v: str) -> None:
+    """Raises ValueError unless ``v`` is an http(s) URL with a host."""
+    if not re.match(r"^https?://[^/\s]+", v):
+        raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
 
 
 class EmailChannelConfig(_Strict):

@@ -26,6 +26,7 @@ from maskops.monitor.alert_config import (
     MonitorConfig,
     MonitorConfigError,
     WebhookChannelConfig,
+    check_webhook_url,
 )
 from maskops.monitor.alerts import Notification
 
@@ -135,7 +136,23 @@ def build_channel(name: str, cfg: Any, env: Mapping[str, str] | None = None) -> 
     if isinstance(cfg, LogChannelConfig):
         return LogChannel(name, _LEVELS[cfg.level])
     if isinstance(cfg, WebhookChannelConfig):
-        return WebhookChannel(name, cfg.url, cfg.format, dict(cfg.headers), cfg.timeout_s)
+        url = cfg.url
+        if cfg.url_env is not None:
+            if cfg.url_env not in env:
+                raise MonitorConfigError(
+                    f"channels.{name}.url_env: environment variable {cfg.url_env} is not set "
+                    "(it holds the webhook URL)"
+                )
+            url = env[cfg.url_env]
+            try:
+                check_webhook_url(url)
+            except ValueError:
+                raise MonitorConfigError(
+                    f"channels.{name}.url_env: {cfg.url_env} does not hold an http:// or https:// URL"
+                ) from None  # the URL itself is a secret: not in the message
+        if url is None:  # pragma: no cover - the config model requires url or url_env
+            raise MonitorConfigError(f"channels.{name}: give url or url_env")
+        return WebhookChannel(name, url, cfg.format, dict(cfg.headers), cfg.timeout_s)
     if isinstance(cfg, EmailChannelConfig):
         creds: dict[str, str | None] = {"username": None, "password": None}
         for field, var in (("username", cfg.username_env), ("password", cfg.password_env)):
