@@ -18,6 +18,7 @@ from maskops.commands import export as export_cmd
 from maskops.commands import keys as keys_cmd
 from maskops.commands import models as models_cmd
 from maskops.commands import monitor as monitor_cmd
+from maskops.commands import pipeline as pipeline_cmd
 from maskops.commands import serve as serve_cmd
 from maskops.commands import stats as stats_cmd
 from maskops.commands import train as train_cmd
@@ -50,6 +51,11 @@ app.add_typer(
     monitor_cmd.app,
     name="monitor",
     help="The prediction store: migrate, prune, measured accuracy, drift, replay, export-reviewed.",
+)
+app.add_typer(
+    pipeline_cmd.app,
+    name="pipeline",
+    help="DVC stage entry points (validate, export, evaluate, release); Prefect flows (retrain, monitor).",
 )
 
 
