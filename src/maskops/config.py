@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="where models run (maskops.device): auto (CUDA when present, else CPU), cpu, or cuda "
+        "(an error when there is none)",
+    )
     database_url: str | None = Field(
         default=None,
         description="prediction store, e.g. postgresql+psycopg://user:password@host/maskops "

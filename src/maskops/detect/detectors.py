@@ -17,6 +17,7 @@ from maskops.boxes import clip_boxes as _clip
 from maskops.boxes import nested_mask, nms_indices
 from maskops.detect.base import DEFAULT_DETECTOR, YUNET_SINGLE, DetectorError, FaceDetector
 from maskops.detect.registry import create_detector, list_detectors, register_detector
+from maskops.device import onnx_providers
 from maskops.types import UNCLASSIFIED, Detections
 
 __all__ = [
@@ -120,6 +121,8 @@ class YuNetDetector(FaceDetector):
         self.nested_overlap = float(nested_overlap)
         self._net: Any = None
         self._session: Any = None
+        # MASKOPS_DEVICE; outside the try: "cuda asked, none here" is not a weights problem
+        providers = onnx_providers() if backend == "onnxruntime" else []
         try:
             if backend == "opencv":
                 self._net = cv2.FaceDetectorYN.create(
@@ -132,9 +135,7 @@ class YuNetDetector(FaceDetector):
                 if num_threads is not None:
                     opts.intra_op_num_threads = max(1, int(num_threads))
                 opts.inter_op_num_threads = 1
-                self._session = ort.InferenceSession(
-                    str(self.model_path), opts, providers=["CPUExecutionProvider"]
-                )
+                self._session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
                 self._input = self._session.get_inputs()[0].name
         except Exception as exc:  # cv2.error, onnxruntime's Fail/InvalidProtobuf/...
             raise DetectorError(f"YuNet weights at {self.model_path} could not be loaded: {exc}") from exc

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from maskops.device import onnx_providers
 from maskops.inference.preprocess import preprocess
 from maskops.inference.projection import CARD_KEY, FEATURES_OUTPUT, Projection
 from maskops.numeric import softmax
@@ -38,7 +39,8 @@ class OnnxClassifier:
     Args:
         model_path: the ``.onnx`` file; its card must be beside it (``ModelSpec.card_path``).
         num_threads: intra-op threads (``None``: ONNX Runtime's default, one per core).
-        providers: ONNX Runtime execution providers, in order of preference.
+        providers: ONNX Runtime execution providers, in order of preference (``None``: those of
+            ``MASKOPS_DEVICE``, see ``maskops.device.onnx_providers``).
 
     Raises:
         ModelLoadError: the file is missing or not ONNX, the card is missing or invalid, or the
@@ -50,7 +52,7 @@ class OnnxClassifier:
         model_path: str | Path,
         *,
         num_threads: int | None = None,
-        providers: Sequence[str] = ("CPUExecutionProvider",),
+        providers: Sequence[str] | None = None,
     ) -> None:
         self.path = Path(model_path)
         if not self.path.is_file():
@@ -74,6 +76,8 @@ class OnnxClassifier:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        if providers is None:
+            providers = onnx_providers()  # a DeviceError (cuda asked, none here) is not a load error
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models

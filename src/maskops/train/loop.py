@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 from maskops.config import TrainConfig
 from maskops.data.dataset import ImageDataset, balanced_sampler, class_weights
 from maskops.data.progress import progress_bar
+from maskops.device import torch_device
 from maskops.evaluate.metrics import accuracy, macro_f1
 from maskops.train.checkpoint import (
     capture_rng,
@@ -108,7 +109,8 @@ def predict_logits(
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     fmt = _memory_format(channels_last)
-    out = [model(x.contiguous(memory_format=fmt)).float().numpy() for x, _ in loader]
+    device = next(model.parameters()).device
+    out = [model(x.to(device).contiguous(memory_format=fmt)).float().cpu().numpy() for x, _ in loader]
     model.train(was_training)
     if not out:
         return np.zeros((0, 0), np.float32)
@@ -286,6 +288,8 @@ class _Trainer:
     ema: WeightAverage | None
     teachers: list[nn.Module]
     fmt: torch.memory_format
+    device: torch.device
+    scaler: torch.amp.GradScaler  # mixed precision on CUDA; a pass-through elsewhere
 
 
 @dataclass
@@ -324,15 +328,30 @@ def _build_trainer(
     weight = None
     if not cfg.balanced_sampling and cfg.class_weighting != "none":
         weight = torch.as_tensor(class_weights(train_ds.labels, spec.num_classes, cfg.class_weighting))
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    device = next(model.parameters()).device
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing).to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = make_scheduler(optimizer, schedule, cfg.epochs * steps, round(warmup_epochs * steps), cfg.lr)
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     if cfg.distill is not None and teachers is None:
         teachers = load_teachers(cfg.distill.teachers, spec)
     for t in teachers or ():
+        t.to(device)
         t.to(memory_format=fmt)  # type: ignore[call-overload]
-    return _Trainer(sampler, loader, steps, criterion, optimizer, scheduler, ema, list(teachers or ()), fmt)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    return _Trainer(
+        sampler,
+        loader,
+        steps,
+        criterion,
+        optimizer,
+        scheduler,
+        ema,
+        list(teachers or ()),
+        fmt,
+        device,
+        scaler,
+    )
 
 
 def _resume(last_path: Path, model: nn.Module, trainer: _Trainer, cfg: TrainConfig) -> _RunState:
@@ -413,14 +432,18 @@ def _train_epoch(
     loss_sum, seen = 0.0, 0
     for x, y in trainer.loader:
         trainer.optimizer.zero_grad(set_to_none=True)
-        x = x.contiguous(memory_format=trainer.fmt)
-        out = model(x)
-        loss = trainer.criterion(out, y)
-        if distill is not None and trainer.teachers:
-            soft = _teacher_probs(trainer.teachers, x, distill.temperature)
-            loss = distillation_loss(out, soft, loss, distill.alpha, distill.temperature)
-        loss.backward()
-        trainer.optimizer.step()
+        x = x.to(trainer.device, non_blocking=True).contiguous(memory_format=trainer.fmt)
+        y = y.to(trainer.device, non_blocking=True)
+        # float16 autocast on CUDA only (the CPU path runs in float32 as before)
+        with torch.autocast(trainer.device.type, enabled=trainer.scaler.is_enabled()):
+            out = model(x)
+            loss = trainer.criterion(out, y)
+            if distill is not None and trainer.teachers:
+                soft = _teacher_probs(trainer.teachers, x, distill.temperature)
+                loss = distillation_loss(out, soft, loss, distill.alpha, distill.temperature)
+        trainer.scaler.scale(loss).backward()
+        trainer.scaler.step(trainer.optimizer)
+        trainer.scaler.update()
         trainer.scheduler.step()
         if trainer.ema is not None:
             trainer.ema.update(model)
@@ -534,6 +557,7 @@ def fit(
     progress: bool = True,
     channels_last: bool = True,
     teachers: Sequence[nn.Module] | None = None,
+    device: str | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train_ds``, select on ``val_ds`` macro-F1, checkpoint into ``out_dir``.
 
@@ -554,6 +578,8 @@ def fit(
             CPU here); the model is converted in place and left in that format.
         teachers: the models of ``cfg.distill`` already loaded (``load_teachers``); loaded here from
             ``cfg.distill.teachers`` when ``None``.
+        device: ``auto``, ``cpu`` or ``cuda`` (``None``: ``MASKOPS_DEVICE``); on CUDA the model is
+            moved there and trained with float16 mixed precision (``torch.autocast``).
 
     Returns:
         FitResult.
@@ -561,11 +587,13 @@ def fit(
     Raises:
         TrainingInterrupted: on Ctrl-C; the last completed epoch is in ``last.pt``.
         FileNotFoundError: ``resume`` without a ``last.pt``.
+        DeviceError: ``cuda`` asked and torch sees none.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out_dir / LAST, out_dir / BEST
     torch.set_num_threads(cfg.num_threads)
+    model.to(torch_device(device))
     trainer = _build_trainer(
         model,
         train_ds,
