@@ -132,3 +132,13 @@ def test_detect_base_loads_no_detector() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['maskops.detect', 'maskops.detect.base'] False"
+
+
+def test_ray_is_imported_only_by_the_ray_engine() -> None:
+    """Ray is an optional extra: the CLI and the scale package load without it."""
+    code = (
+        "import sys, maskops.cli, maskops.scale.inputs, maskops.scale.ray_engine; print('ray' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

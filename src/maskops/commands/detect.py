@@ -20,7 +20,12 @@ def _cores() -> int:
 def register(app: typer.Typer) -> None:
     @app.command()
     def detect(
-        paths: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+        paths: list[str] = typer.Argument(
+            None, help="Image files, folders (searched recursively) and/or file:// URIs."
+        ),
+        from_list: list[Path] = typer.Option(
+            [], "--from-list", help="A text file naming one image, folder or file:// URI per line."
+        ),
         out: Path = typer.Option(
             None, "--out", help="Write annotated images, detections.jsonl and summary.json here."
         ),
@@ -44,6 +49,12 @@ def register(app: typer.Typer) -> None:
             None, "--log-to", help="Record every image in this prediction store (a database URL)."
         ),
         site: str = typer.Option(None, "--site", help="Site or camera tag of the recorded images."),
+        engine: str = typer.Option(
+            "local", "--engine", help="local (a thread pool here) or ray (an actor pool on a Ray cluster)."
+        ),
+        address: str = typer.Option(
+            None, "--address", help="Ray cluster to join (--engine ray; default: a private local instance)."
+        ),
     ) -> None:
         """Detect faces and classify their masks; unreadable files are reported and skipped (exit 1)."""
         import time
@@ -56,11 +67,23 @@ def register(app: typer.Typer) -> None:
         from maskops.commands.monitor import run_recorder
         from maskops.data.progress import track
         from maskops.detect.batch import BatchDetector, BatchSummary, collect_images
+        from maskops.scale.inputs import InputError, resolve_inputs
         from maskops.video.sinks import JsonlSink
 
+        if engine not in ("local", "ray"):
+            raise fail(f"--engine must be local or ray, got {escape(engine)!r}")
+        if address and engine != "ray":
+            raise fail("--address needs --engine ray")
+        try:
+            inputs = resolve_inputs(paths or [], from_list)
+        except InputError as exc:
+            raise fail(escape(str(exc))) from exc
+        if not inputs:
+            raise fail("no inputs: give image files, folders or file:// URIs, or --from-list FILE")
         cores = _cores()
         workers = workers or cores
-        threads = max(1, cores // workers)  # per worker, for the classifier and YuNet alike
+        # per worker, for the classifier and YuNet alike (a Ray actor has one CPU: one thread)
+        threads = 1 if engine == "ray" else max(1, cores // workers)
         pipeline, make_detector = load_pipeline(
             model,
             detector=detector,
@@ -71,9 +94,9 @@ def register(app: typer.Typer) -> None:
             detector_threads=threads,
         )
         recorder = run_recorder(log_to, "detect", site, model, detector)
-        jobs, missing = collect_images(paths, exclude=out)
+        jobs, missing = collect_images(inputs, exclude=out)
         if not jobs and not missing:
-            raise fail(f"no image files found in {', '.join(escape(str(p)) for p in paths)}")
+            raise fail(f"no image files found in {', '.join(escape(str(p)) for p in inputs)}")
 
         err = Console(stderr=True, soft_wrap=True, highlight=False)
         names = pipeline.class_names
@@ -85,7 +108,18 @@ def register(app: typer.Typer) -> None:
             sinks.append(JsonlSink(out / "detections.jsonl"))
         if as_json:
             sinks.append(JsonlSink(None, stream=typer.get_text_stream("stdout")))
-        runner = BatchDetector(pipeline, make_detector, workers=workers, out_dir=out)
+        runner: Any = BatchDetector(pipeline, make_detector, workers=workers, out_dir=out)
+        if engine == "ray":
+            runner = _ray_runner(
+                model,
+                detector,
+                face_threshold_of(face_threshold, threshold),
+                uncertain,
+                min_confidence,
+                workers=workers,
+                address=address,
+                out=out,
+            )
         started = time.perf_counter()
         try:
             for record in chain(missing, track(runner.run(jobs), len(jobs), "detect")):
@@ -98,7 +132,11 @@ def register(app: typer.Typer) -> None:
                     recorder.add(
                         record.result, width=record.width, height=record.height, timings_ms=record.timings_ms
                     )
+        except _ray_errors() as exc:
+            raise fail(escape(str(exc))) from exc
         finally:
+            if engine == "ray":
+                runner.close()
             summary.elapsed_s = time.perf_counter() - started
             for sink in sinks:
                 sink.close()
@@ -110,6 +148,45 @@ def register(app: typer.Typer) -> None:
         Console(stderr=as_json).print(_table(result, names, workers))
         if summary.failed:
             raise typer.Exit(code=1)
+
+
+def _ray_errors() -> tuple[type[Exception], ...]:
+    """The Ray engine's error type, without importing Ray (nothing is caught when it is absent)."""
+    from maskops.scale.ray_engine import RayEngineError
+
+    return (RayEngineError,)
+
+
+def _ray_runner(
+    model: Path | None,
+    detector: str,
+    face_threshold: float | None,
+    uncertain: bool,
+    min_confidence: float | None,
+    *,
+    workers: int,
+    address: str | None,
+    out: Path | None,
+) -> Any:
+    """The Ray engine's runner (``run(jobs)`` like ``BatchDetector``), started; exit 2 when Ray is absent."""
+    from rich.markup import escape
+
+    from maskops.commands._facemask import default_model_path, fail
+    from maskops.scale.ray_engine import PipelineSpec, RayDetector, RayEngineError
+
+    spec = PipelineSpec(
+        model=(model or default_model_path()).resolve(),
+        detector=detector,
+        face_threshold=face_threshold,
+        uncertain=uncertain,
+        min_confidence=min_confidence,
+    )
+    try:
+        runner = RayDetector(spec, workers=workers, address=address, out_dir=out.resolve() if out else None)
+        runner.start()
+    except RayEngineError as exc:
+        raise fail(escape(str(exc))) from exc
+    return runner
 
 
 def _table(s: dict[str, Any], names: list[str], workers: int) -> Any:
