@@ -29,6 +29,8 @@ TABLES = {
     "daily_requests",
     "daily_faces",
     "face_crops",
+    "api_keys",
+    "rate_limit_windows",
 }
 
 
@@ -37,7 +39,7 @@ def test_migrations_up_down_up(store_url: str) -> None:
     try:
         upgrade(engine)
         assert set(inspect(engine).get_table_names()) >= TABLES
-        assert current_revision(engine) == "0004"
+        assert current_revision(engine) == "0005"
         downgrade(engine)
         assert not TABLES & set(inspect(engine).get_table_names())
         assert current_revision(engine) is None
@@ -239,6 +241,6 @@ def test_concurrent_upgrades_in_one_process_migrate_once(tmp_path) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == "0005"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT day, requests FROM daily_requests")).all() == [(2, 7)]

@@ -14,14 +14,19 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True)
 
-DB = typer.Option(None, "--db", help="Key store (default: MASKOPS_KEYS_DB or <work_dir>/serve/keys.db).")
+DB = typer.Option(
+    None,
+    "--db",
+    help="Key store, a SQLite file (default: MASKOPS_KEYS_DB, else the PostgreSQL of MASKOPS_DATABASE_URL, "
+    "else <work_dir>/serve/keys.db).",
+)
 
 
 def _store(db: Path | None) -> KeyStore:
-    from maskops.serve.keys import KeyStore
+    from maskops.serve.keys import open_key_store
     from maskops.serve.settings import ServeSettings
 
-    return KeyStore(db or ServeSettings().keys_path)
+    return open_key_store(ServeSettings(), db)
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -7,6 +7,8 @@
   accuracy estimate beside the measured one) and one per feature tested in it.
 - ``alert_states`` / ``alert_events``: the current state of each alert rule (per site where the rule
   is per site) and the history of firing and resolved notifications.
+- ``api_keys`` / ``rate_limit_windows``: the serving keys and rate-limit counters when several
+  replicas share a PostgreSQL store (``maskops.serve.keys``, ``maskops.serve.ratelimit``).
 - ``hourly_requests`` / ``hourly_faces`` and ``daily_requests`` / ``daily_faces``: rollups the
   writer keeps in the same transaction as the rows, so business stats over millions of faces read
   a few thousand rows. Latency goes into
@@ -252,3 +254,30 @@ class AlertEventRow(Base):
     threshold: Mapped[float | None] = mapped_column(Float)
     message: Mapped[str] = mapped_column(String(1000))
     delivery: Mapped[dict[str, object]] = mapped_column(JSON, comment="channel -> outcome")
+
+
+class ApiKeyRow(Base):
+    """An API key of the service when the keys live in the shared database (``maskops.serve.keys``).
+
+    Only the SHA-256 of the secret is stored; ``revoked_at`` set means refused from the next request.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    rate_per_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class RateWindowRow(Base):
+    """Requests counted per rate-limit identity and fixed window, shared by every serving replica."""
+
+    __tablename__ = "rate_limit_windows"
+
+    ident: Mapped[str] = mapped_column(String(160), primary_key=True, comment="key:<id> or client:<host>")
+    window_start: Mapped[int] = mapped_column(Integer, primary_key=True, comment="unix seconds")
+    count: Mapped[int] = mapped_column(Integer)
