@@ -15,10 +15,10 @@ from fastapi.staticfiles import StaticFiles
 from maskops import __version__
 from maskops.config import Settings
 from maskops.serve.errors import install_error_handlers
-from maskops.serve.keys import KeyStore
+from maskops.serve.keys import open_key_store
 from maskops.serve.metrics import ServiceMetrics
 from maskops.serve.middleware import RequestContextMiddleware
-from maskops.serve.ratelimit import RateLimiter
+from maskops.serve.ratelimit import make_rate_limiter
 from maskops.serve.recording import start_store, store_counters
 from maskops.serve.routes import (
     classify,
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     s = ServeSettings.from_settings(settings)
     metrics = ServiceMetrics()
     service = MaskService(s, metrics)
-    keys = KeyStore(s.keys_path)
+    keys = open_key_store(s)  # SQLite file, or the shared PostgreSQL for replicas
     counters = store_counters(metrics.registry)
 
     @asynccontextmanager
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.service = service
     app.state.keys = keys
-    app.state.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
+    app.state.limiter = make_rate_limiter(s, keys)  # in memory, or a counter shared by replicas
     app.state.prediction_store = None  # started in lifespan (maskops.serve.recording)
     metrics.monitor.watch(lambda: getattr(app.state.prediction_store, "engine", None))
     app.state.monitor = None  # started in lifespan with MASKOPS_MONITOR_CONFIG (maskops.monitor.runner)
