@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "monitor"))
 from pgcluster import PgCluster, pg_bin_dir
 
-from maskops.serve.keys import KeyStore, SqlKeyStore, open_key_store
+from maskops.serve.keys import KeyStore, KeyStoreUnavailable, SqlKeyStore, open_key_store
 from maskops.serve.ratelimit import RateLimiter, SqlRateLimiter, make_rate_limiter, window_for
 from maskops.serve.settings import ServeSettings
 
@@ -87,6 +87,15 @@ def test_sql_key_store_matches_sqlite_behaviour(pg_url: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_unreachable_shared_store_pings_as_unavailable() -> None:
+    port = _free_port()  # nothing listens there
+    store = SqlKeyStore(f"postgresql+psycopg://maskops:secret@127.0.0.1:{port}/maskops")
+    with pytest.raises(KeyStoreUnavailable, match=r"cannot be read") as info:
+        store.ping()
+    assert "secret" not in str(info.value)
+    store.close()
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,11 @@ class KeyStoreError(ValueError):
     """A key operation that cannot be done (unknown id, bad role)."""
 
 
+class KeyStoreUnavailable(sqlite3.Error):
+    """The shared key database cannot be reached (a ``sqlite3.Error``, as the SQLite store's own
+    failures are, so ``/ready`` reports both the same way)."""
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A stored key, without its secret."""
@@ -232,8 +237,18 @@ class SqlKeyStore(KeyStore):
         return ApiKey(row[0], row[1], row[2], row[3], _iso(row[4]) or "", _iso(row[5]))
 
     def ping(self) -> None:
-        """Raises ``sqlalchemy.exc.SQLAlchemyError`` when the store cannot be read."""
-        self._rows("SELECT count(*) FROM api_keys")
+        """Raises ``KeyStoreUnavailable`` when the store cannot be read."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            self._rows("SELECT count(*) FROM api_keys")
+        except (SQLAlchemyError, OSError) as exc:
+            raise KeyStoreUnavailable(f"API key table at {self._safe_url()} cannot be read: {exc}") from exc
+
+    def _safe_url(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).render_as_string(hide_password=True)
 
     def create(self, name: str, role: str = "predict", rate_per_s: float | None = None) -> tuple[ApiKey, str]:
         if role not in ROLES:
