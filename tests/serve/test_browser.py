@@ -151,7 +151,7 @@ def test_live_page_streams_the_fake_camera(page: object) -> None:
     assert isinstance(page, Page)
     page.goto("/live")
     page.click("#start")
-    page.wait_for_function("Number(document.querySelector('#frames').textContent) >= 5", timeout=60_000)
+    page.wait_for_function("() => Number(document.querySelector('#frames').textContent) >= 5", timeout=60_000)
     expect(page.locator("#fps")).not_to_have_text("0.0")
     assert "error" not in (page.locator("#status").get_attribute("class") or "")
     page.screenshot(path=str(ARTIFACTS / "live-fake-camera.png"), full_page=True)

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from maskops import __version__
 from maskops.config import Settings
+from maskops.serve.authguard import AuthGuard
 from maskops.serve.errors import install_error_handlers
 from maskops.serve.keys import open_key_store
 from maskops.serve.metrics import ServiceMetrics
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     app.state.keys = keys
     app.state.limiter = make_rate_limiter(s, keys)  # in memory, or a counter shared by replicas
+    app.state.auth_guard = AuthGuard(s.auth_failures_per_minute)  # invalid keys per client address
     app.state.prediction_store = None  # started in lifespan (maskops.serve.recording)
     metrics.monitor.watch(lambda: getattr(app.state.prediction_store, "engine", None))
     app.state.monitor = None  # started in lifespan with MASKOPS_MONITOR_CONFIG (maskops.monitor.runner)
@@ -134,5 +136,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     # outermost: request id and size limit apply to everything, CORS preflights included
-    app.add_middleware(RequestContextMiddleware, max_body=s.max_request_bytes, metrics=metrics)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body=s.max_request_bytes,
+        metrics=metrics,
+        body_timeout=s.request_body_timeout_s,
+    )
     return app

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from maskops.serve.authguard import AuthGuard
 from maskops.serve.errors import ApiError
 from maskops.serve.keys import ApiKey, KeyStore
 from maskops.serve.ratelimit import RateLimiter, retry_after_header
@@ -55,14 +56,30 @@ def authenticate(
     presented: str | None,
     client_host: str | None,
     role: str,
+    guard: AuthGuard | None = None,
 ) -> Caller:
     """Check the key and the role, then take a rate-limit token.
 
+    With ``guard``, a client address with too many recent invalid keys is refused before its key
+    is looked at, and each invalid key counts against its address.
+
     Raises:
-        ApiError: 401 (no key, unknown or revoked key), 403 (role), 429 (rate limit, with ``Retry-After``).
+        ApiError: 401 (no key, unknown or revoked key), 403 (role), 429 (rate limit or too many failed
+            authentications, with ``Retry-After``).
     """
     key: ApiKey | None = None
     if settings.auth:
+        client = client_host or "-"
+        blocked = guard.blocked_for(client) if guard is not None else 0.0
+        if blocked > 0:
+            retry = retry_after_header(blocked)
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many failed authentications from this address; retry in {retry} s",
+                {"retry_after_s": int(retry)},
+                headers={"Retry-After": retry},
+            )
         if not presented:
             raise ApiError(
                 401,
@@ -72,6 +89,8 @@ def authenticate(
             )
         key = keys.verify(presented)
         if key is None:
+            if guard is not None:
+                guard.failed(client, "invalid or revoked API key")
             raise ApiError(
                 401, "unauthorized", "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
             )
@@ -110,6 +129,7 @@ def require(role: str) -> Callable[..., Awaitable[Caller]]:
             presented,
             request.client.host if request.client else None,
             role,
+            getattr(state, "auth_guard", None),
         )
         request.state.caller = caller
         return caller

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request id, body-size limit, access log and request metrics.
+"""Pure-ASGI middleware: request id, body-size limit, security headers, access log and request metrics.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so bodies stream through untouched and the limit is
 enforced while reading: a ``Content-Length`` over the limit is refused before any byte is read,
@@ -7,6 +7,7 @@ and a chunked body is cut off as soon as it passes the limit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -21,6 +22,29 @@ from maskops.serve.metrics import ServiceMetrics
 logger = logging.getLogger("maskops.serve.access")
 
 
+# a strict policy for every response: nothing inline, nothing from another host. ``blob:``/``data:``
+# images are the upload previews and crops the pages build; a route may send its own policy
+# (the Swagger UI page allows its one inline script by hash, see routes/docs.py)
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode("latin-1")),
+)
+
+
+def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` plus each security header the response does not set itself."""
+    present = {k.lower() for k, _ in headers}
+    return [*headers, *((k, v) for k, v in SECURITY_HEADERS if k not in present)]
+
+
 class PayloadTooLarge(ApiError):
     def __init__(self, limit: int) -> None:
         super().__init__(
@@ -28,6 +52,17 @@ class PayloadTooLarge(ApiError):
             "payload_too_large",
             f"request body is over the limit of {limit} bytes",
             {"max_request_bytes": limit},
+        )
+
+
+class RequestTimeout(ApiError):
+    def __init__(self, limit: float) -> None:
+        super().__init__(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {limit:g} s",
+            {"request_body_timeout_s": limit},
+            headers={"Connection": "close"},
         )
 
 
@@ -54,10 +89,13 @@ def _route_label(scope: Scope, status: int) -> tuple[str, bool]:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body: int, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, metrics: ServiceMetrics, body_timeout: float | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
+        self.body_timeout = body_timeout  # seconds for the whole body (slow clients); None = no limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -86,7 +124,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = int(message["status"])
-                message["headers"] = [*message.get("headers", []), id_header]
+                message["headers"] = with_security_headers([*message.get("headers", []), id_header])
             await send(message)
 
         self.metrics.inflight.inc()
@@ -97,12 +135,21 @@ class RequestContextMiddleware:
                 return
 
             received = 0
+            body_done = False
+            deadline = None if self.body_timeout is None else time.monotonic() + self.body_timeout
 
             async def limited_receive() -> Message:
-                nonlocal received
-                message = await receive()
+                nonlocal received, body_done
+                if body_done or deadline is None:
+                    message = await receive()  # after the body: waiting for a disconnect is fine
+                else:
+                    try:
+                        message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
+                    except TimeoutError:
+                        raise RequestTimeout(self.body_timeout or 0.0) from None
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
+                    body_done = not message.get("more_body", False)
                     if received > self.max_body:
                         raise PayloadTooLarge(self.max_body)
                 return message

@@ -65,6 +65,16 @@ class ServeSettings(Settings):
         default=0.0, ge=0, description="token-bucket refill per key (or per client when auth is off); 0 = off"
     )
     rate_limit_burst: int = Field(default=20, ge=1, description="token-bucket capacity")
+    auth_failures_per_minute: int = Field(
+        default=10,
+        ge=0,
+        description="invalid API keys per client address per minute before that address gets 429; 0 = off",
+    )
+    request_body_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="time allowed to receive a request body; a slower client gets 408 and is disconnected",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins ([] = no CORS)")
     # --- monitoring
     monitor_config: Path | None = Field(

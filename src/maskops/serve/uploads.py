@@ -10,12 +10,15 @@ import base64
 import binascii
 import json
 import re
+import sys
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from maskops.serve.errors import ApiError
 from maskops.serve.schemas import BatchJSON, ImageJSON
@@ -37,6 +40,23 @@ def _safe_name(name: str | None, index: int) -> str:
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     base = _NAME.sub("_", base)[:120]
     return base or f"image{index}"
+
+
+class _InMemoryMultiPartParser(MultiPartParser):
+    """Starlette's parser, but a file part never rolls over to a temporary file on disk (its default
+    spills parts over 1 MB): uploads are never written to disk. Memory stays bounded by the request
+    body limit, which the middleware enforces while the body is read."""
+
+    spool_max_size = sys.maxsize
+
+
+async def _form(request: Request, max_files: int) -> FormData:
+    try:
+        async with aclosing(request.stream()) as stream:
+            parser = _InMemoryMultiPartParser(request.headers, stream, max_files=max_files, max_fields=1000)
+            return await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, "bad_request", f"malformed multipart body: {exc.message}") from None
 
 
 def _b64(value: str, name: str) -> bytes:
@@ -67,7 +87,7 @@ async def read_images(request: Request, *, batch: bool, max_images: int) -> list
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     uploads: list[Upload] = []
     if media == "multipart/form-data":
-        form = await request.form(max_files=max(1000, max_images + 1), max_fields=1000)
+        form = await _form(request, max_files=max(1000, max_images + 1))
         try:
             files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
             if len(files) > max_images:

@@ -8,6 +8,9 @@ page of the app loads anything from another host.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 
 import fastapi_offline
@@ -15,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
 
+from maskops.serve.middleware import CONTENT_SECURITY_POLICY
 from maskops.serve.routes.pages import STATIC_DIR
 
 VENDOR_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
@@ -22,6 +26,24 @@ VENDOR_URL = "/static/vendor"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 
 router = APIRouter(include_in_schema=False)
+
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def _allow_inline_scripts(page: HTMLResponse) -> HTMLResponse:
+    """The app's strict policy, plus the page's own inline scripts allowed by their hash.
+
+    FastAPI's Swagger UI pages start Swagger UI from an inline script; a hash allows that exact
+    script and nothing else (no ``'unsafe-inline'``).
+    """
+    html = bytes(page.body).decode("utf-8")
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(m.encode("utf-8")).digest()).decode("ascii") + "'"
+        for m in _INLINE_SCRIPT.findall(html)
+    )
+    policy = CONTENT_SECURITY_POLICY.replace("script-src 'self'", f"script-src 'self' {hashes}".rstrip())
+    page.headers["Content-Security-Policy"] = policy
+    return page
 
 
 def _root(request: Request) -> str:
@@ -31,7 +53,7 @@ def _root(request: Request) -> str:
 @router.get("/docs")
 def swagger_ui(request: Request) -> HTMLResponse:
     root = _root(request)
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=f"{root}{request.app.openapi_url}",
         title=f"{request.app.title} - API docs",
         swagger_js_url=f"{root}{VENDOR_URL}/swagger-ui-bundle.js",
@@ -41,11 +63,12 @@ def swagger_ui(request: Request) -> HTMLResponse:
         # no validator badge: Swagger UI would send the spec to validator.swagger.io
         swagger_ui_parameters={"validatorUrl": None},
     )
+    return _allow_inline_scripts(page)
 
 
 @router.get(OAUTH2_REDIRECT)
 def swagger_ui_redirect() -> HTMLResponse:
-    return get_swagger_ui_oauth2_redirect_html()
+    return _allow_inline_scripts(get_swagger_ui_oauth2_redirect_html())
 
 
 @router.get("/favicon.ico")

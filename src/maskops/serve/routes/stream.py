@@ -25,6 +25,7 @@ from maskops.serve.routes.common import error_info
 from maskops.serve.service import DetectOptions, MaskService, ServiceUnavailable
 
 router = APIRouter(tags=["stream"])
+MAX_NOTES = 16  # replies to text messages waiting to be sent, per connection
 logger = logging.getLogger(__name__)
 
 
@@ -86,6 +87,7 @@ async def stream(websocket: WebSocket) -> None:
             _key_from(websocket),
             websocket.client.host if websocket.client else None,
             "predict",
+            getattr(state, "auth_guard", None),
         )
         opts = _query_options(websocket)
     except ApiError as exc:
@@ -129,6 +131,7 @@ async def stream(websocket: WebSocket) -> None:
                     )
                 except ValueError as exc:
                     notes.append({"type": "error", "error": {"code": "invalid_options", "message": str(exc)}})
+                del notes[:-MAX_NOTES]  # a client that floods options and never reads keeps only the last
                 arrived.set()
 
     receiver = asyncio.create_task(receive())
