@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'maskops[ray]'"
 # object store of a private local instance: rows are paths in and small pickled records out
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+# input blocks of one run at most (each is one scheduling unit of Ray Data)
+MAX_BLOCKS = 2000
 
 
 class RayEngineError(RuntimeError):
@@ -242,7 +244,9 @@ class RayDetector:
         self.start()
         ray = self._ray
         rows = [{"index": i, "path": str(j.path), "output": str(j.output)} for i, j in enumerate(jobs)]
-        blocks = max(1, min(len(rows), 4 * self.workers, -(-len(rows) // self.batch_size)))
+        # one block per actor call: records stream back as each call ends, and the pool shares the
+        # list finely (a few large blocks left one actor finishing alone, and nothing came back early)
+        blocks = max(1, min(-(-len(rows) // self.batch_size), MAX_BLOCKS))
         ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             DetectActor,
             fn_constructor_kwargs={
