@@ -9,7 +9,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add the command to ``maskops monitor``."""
+    """Add the command to the monitor command group."""
     app.command("report")(report)
 
 

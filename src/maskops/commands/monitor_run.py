@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the command to ``maskops monitor``."""
+    """Add the command to the monitor command group."""
     app.command("run")(run)
 
 

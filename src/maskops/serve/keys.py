@@ -10,8 +10,8 @@ Where the keys live (``open_key_store``):
 - embedded default: a SQLite file, ``MASKOPS_KEYS_DB`` or ``<work_dir>/serve/keys.db`` (``KeyStore``);
 - replicas: when ``MASKOPS_DATABASE_URL`` names PostgreSQL and ``MASKOPS_KEYS_DB`` is unset, the
   ``api_keys`` table of that shared database (``SqlKeyStore``, created by the store's migration
-  0005), so every ``maskops serve`` process behind a load balancer, and ``maskops keys``, see the same
-  keys. There is no cache: each request reads its key's row (one primary-key SELECT), so a key
+  0005), so every ``maskops serve`` process behind a load balancer, and the key commands
+  (``maskops keys create``), see the same keys. There is no cache: each request reads its key's row (one primary-key SELECT), so a key
   revoked through any replica or the CLI is refused by every replica from the next request on.
 """
 
