@@ -14,7 +14,7 @@ times differ run to run). The load average before and after each part is recorde
 machine the figures are depressed and noisy.
 
     .venv/bin/python bench/ray_scaling.py [--images 1000] [--address 127.0.0.1:6379] \\
-        [--worker-nice 15] [--json work/bench/ray_scaling.json]
+        [--batch-size 4] [--worker-nice 15] [--json work/bench/ray_scaling.json]
 
 Without ``--address`` each Ray part starts a private instance on 127.0.0.1 (2 CPUs).
 """
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "facemask.onnx")
     parser.add_argument("--detector", default="yunet_cal")
     parser.add_argument("--address", default=None, help="a running Ray cluster (default: a private one)")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per actor call")
     parser.add_argument("--worker-nice", type=int, default=0, help="niceness of the Ray actors")
     parser.add_argument("--json", type=Path, default=ROOT / "work" / "bench" / "ray_scaling.json")
     args = parser.parse_args()
@@ -98,7 +99,14 @@ def main() -> None:
 
     for workers in (1, 2):
         load0 = os.getloadavg()
-        with RayDetector(spec, workers=workers, address=args.address, worker_nice=args.worker_nice) as eng:
+        engine = RayDetector(
+            spec,
+            workers=workers,
+            address=args.address,
+            batch_size=args.batch_size,
+            worker_nice=args.worker_nice,
+        )
+        with engine as eng:
             got, wall, steady = timed(eng.run(jobs), names)
         parts[f"ray_{workers}"] = {
             "workers": workers,
@@ -117,6 +125,7 @@ def main() -> None:
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg": os.getloadavg()},
         "images": len(jobs),
         "detector": args.detector,
+        "batch_size": args.batch_size,
         "parts": parts,
         "speedup_2_vs_1": round(r2["images_per_s"] / r1["images_per_s"], 3),
         "steady_speedup_2_vs_1": (
