@@ -120,6 +120,7 @@ def ray_instance() -> Iterator[Any]:
                 **common,
             )
     except Exception as exc:  # Ray raises a bare Exception when its node start-up times out
+        ray.shutdown()  # the processes a failed start left behind
         if address or "timed out during startup" not in str(exc):
             raise
         pytest.skip(f"Ray could not start a local node in time on this host (load {os.getloadavg()}): {exc}")

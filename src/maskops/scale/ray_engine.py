@@ -219,7 +219,8 @@ class RayDetector:
                     logging_level=logging.WARNING,
                 )
                 self._started = True
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # Ray raises a bare Exception when its node start-up times out
+            ray.shutdown()  # the processes a failed start left behind
             where = self.address or "a local instance on 127.0.0.1"
             raise RayEngineError(f"cannot start or reach Ray at {where}: {exc}") from exc
         ctx = self._ray.data.DataContext.get_current()
