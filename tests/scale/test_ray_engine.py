@@ -26,7 +26,7 @@ from maskops.cli import app
 from maskops.detect.batch import BatchDetector, ImageRecord, collect_images
 from maskops.detect.pipeline import detector_factory
 from maskops.scale.inputs import InputError, read_list, resolve_input, resolve_inputs
-from maskops.scale.ray_engine import PipelineSpec, RayEngineError, import_ray, in_input_order
+from maskops.scale.ray_engine import LOOPBACK_ENV, PipelineSpec, RayEngineError, import_ray, in_input_order
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -103,9 +103,11 @@ def ray_instance() -> Iterator[Any]:
     """A private instance on 127.0.0.1, or the one at ``MASKOPS_TEST_RAY_ADDRESS`` (a ``ray start
     --head --node-ip-address=127.0.0.1`` started beforehand, for hosts too loaded to start Ray within
     its fixed 30 s node start-up limit)."""
+    address = os.environ.get("MASKOPS_TEST_RAY_ADDRESS")
+    if not address and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")  # the node's own address is 127.0.0.1
     ray = pytest.importorskip("ray", reason="Ray is the optional 'ray' extra")
     env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("MASKOPS_")}}
-    address = os.environ.get("MASKOPS_TEST_RAY_ADDRESS")
     common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING, "runtime_env": env}
     try:
         if address:
@@ -156,6 +158,8 @@ def test_ray_records_equal_the_local_engine(ray_instance: Any, folder: Path, lin
     with RayDetector(spec, workers=2, batch_size=2) as engine:
         got = [r.to_json(names) for r in engine.run(jobs)]
     assert ray_instance.is_initialized()  # a joined instance is left running
+    if not os.environ.get("MASKOPS_TEST_RAY_ADDRESS"):
+        assert ray_instance.util.get_node_ip_address() == "127.0.0.1"
     assert _strip_timings(got) == _strip_timings(expected)
     broken = [r for r in got if r["path"].endswith("broken.jpg")]
     assert broken and broken[0]["error"] and "faces" not in broken[0]

@@ -23,6 +23,7 @@ import heapq
 import logging
 import os
 import pickle
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,23 @@ class RayEngineError(RuntimeError):
     """Ray is missing, cannot start or connect, or the workers cannot build the pipeline."""
 
 
-def import_ray() -> ModuleType:
+# read by Ray when it is first imported: a node it starts takes the loopback address as its own
+# (Ray otherwise swaps 127.0.0.1 for the host's routable address)
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def import_ray(loopback: bool = False) -> ModuleType:
     """``ray`` with Ray Data loaded.
+
+    Args:
+        loopback: a private instance will be started: make its node 127.0.0.1 (effective when
+            Ray is first imported here).
 
     Raises:
         RayEngineError: Ray (or Ray Data) is not installed, with the install command.
     """
+    if loopback and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
     try:
         import ray
         import ray.data  # Ray Data needs its own extra
@@ -181,7 +193,7 @@ class RayDetector:
         self.out_dir = out_dir
         self.batch_size = batch_size
         self.worker_nice = worker_nice
-        self._ray = import_ray()
+        self._ray = import_ray(loopback=not address)
         self._started = False
 
     def __enter__(self) -> RayDetector:
