@@ -72,9 +72,11 @@ async def _phase(ports: list[int], requests: dict[int, bytes], concurrency: int,
     ]
     for port in ports:
         await sl.warm_up(port, requests[port], 10)
+    cpu0 = time.process_time()
     results = await asyncio.gather(
         *(sl.run_phase(f"replica:{p}", p, requests[p], c, seconds) for p, c in zip(ports, share, strict=True))
     )
+    client_cpu = time.process_time() - cpu0
     phases = [ph for ph, _ in results]
     elapsed = max(ph.seconds for ph in phases)
     lat = np.asarray([x for ph in phases for x in ph.latencies_ms] or [float("nan")])
@@ -93,6 +95,7 @@ async def _phase(ports: list[int], requests: dict[int, bytes], concurrency: int,
         "p99_ms": round(float(np.percentile(lat, 99)), 1),
         "errors": sum(ph.errors for ph in phases),
         "statuses": statuses,
+        "client_cpu_share": round(client_cpu / elapsed, 2),  # of one core, taken from the servers' cores
     }
 
 
