@@ -135,16 +135,19 @@ def test_review_page_answers_with_the_keyboard(server) -> None:  # type: ignore[
         try:
             page = browser.new_page()
             page.goto(f"{url}/review")
-            page.wait_for_function("document.getElementById('status').textContent.includes('2 waiting')")
+            # a function, not an expression: the page's CSP forbids eval, which Playwright uses for those
+            page.wait_for_function(
+                "() => document.getElementById('status').textContent.includes('2 waiting')"
+            )
             assert page.locator("#guess").inner_text().startswith("without_mask")
             assert page.evaluate("document.getElementById('crop').naturalWidth") > 0
             page.keyboard.press("5")  # skip face 1
-            page.wait_for_function("document.getElementById('status').textContent.includes('face 2')")
+            page.wait_for_function("() => document.getElementById('status').textContent.includes('face 2')")
             page.keyboard.press("4")  # face 2: not a face
-            page.wait_for_function("document.getElementById('status').textContent.includes('face 1')")
+            page.wait_for_function("() => document.getElementById('status').textContent.includes('face 1')")
             page.keyboard.press("2")  # face 1: without mask
             page.wait_for_function(
-                "document.getElementById('status').textContent.includes('Nothing to review')"
+                "() => document.getElementById('status').textContent.includes('Nothing to review')"
             )
         finally:
             browser.close()
