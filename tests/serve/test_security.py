@@ -231,3 +231,22 @@ def test_limiter_forgets_the_least_recently_used_buckets() -> None:
 @pytest.mark.parametrize(("seconds", "header"), [(0.01, "1"), (1.0, "1"), (1.2, "2"), (30.0, "30")])
 def test_retry_after_is_whole_seconds(seconds: float, header: str) -> None:
     assert retry_after_header(seconds) == header
+
+
+def test_an_unreadable_key_store_is_a_503_not_a_500(
+    auth_client: tuple[TestClient, KeyStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maskops.serve.keys import KeyStoreUnavailable
+
+    client, store = auth_client
+    _, plain = store.create("app")
+
+    def down(presented: str) -> None:
+        raise KeyStoreUnavailable("API key table at postgresql://maskops:***@db/maskops cannot be read")
+
+    monkeypatch.setattr(store, "verify", down)
+    r = client.get("/v1/stats", headers={"X-API-Key": plain})
+    assert_error(r, 503, "key_store_unavailable")
+    assert r.headers["retry-after"] == "5"
+    monkeypatch.undo()
+    assert client.get("/v1/stats", headers={"X-API-Key": plain}).status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -15,6 +17,8 @@ from maskops.serve.keys import ApiKey, KeyStore
 from maskops.serve.ratelimit import RateLimiter, retry_after_header
 from maskops.serve.service import MaskService
 from maskops.serve.settings import ServeSettings
+
+logger = logging.getLogger(__name__)
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="an API key (maskops keys create)"
@@ -65,7 +69,7 @@ def authenticate(
 
     Raises:
         ApiError: 401 (no key, unknown or revoked key), 403 (role), 429 (rate limit or too many failed
-            authentications, with ``Retry-After``).
+            authentications, with ``Retry-After``), 503 (the key store cannot be read).
     """
     key: ApiKey | None = None
     if settings.auth:
@@ -87,7 +91,16 @@ def authenticate(
                 "an API key is required: send it as X-API-Key or Authorization: Bearer",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        key = keys.verify(presented)
+        try:
+            key = keys.verify(presented)
+        except sqlite3.Error as exc:  # the key store's file or shared table cannot be read
+            logger.error("API key store unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            raise ApiError(
+                503,
+                "key_store_unavailable",
+                "the API key store cannot be read right now; retry later",
+                headers={"Retry-After": "5"},
+            ) from None
         if key is None:
             if guard is not None:
                 guard.failed(client, "invalid or revoked API key")
