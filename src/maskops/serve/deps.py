@@ -53,6 +53,18 @@ class Caller:
     ident: str
 
 
+def _rate_limited(reason: str, wait_s: float) -> ApiError:
+    """A 429 with ``Retry-After`` in whole seconds."""
+    retry = retry_after_header(wait_s)
+    return ApiError(
+        429,
+        "rate_limited",
+        f"{reason}; retry in {retry} s",
+        {"retry_after_s": int(retry)},
+        headers={"Retry-After": retry},
+    )
+
+
 def authenticate(
     settings: ServeSettings,
     keys: KeyStore,
@@ -76,14 +88,7 @@ def authenticate(
         client = client_host or "-"
         blocked = guard.blocked_for(client) if guard is not None else 0.0
         if blocked > 0:
-            retry = retry_after_header(blocked)
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"too many failed authentications from this address; retry in {retry} s",
-                {"retry_after_s": int(retry)},
-                headers={"Retry-After": retry},
-            )
+            raise _rate_limited("too many failed authentications from this address", blocked)
         if not presented:
             raise ApiError(
                 401,
@@ -114,14 +119,7 @@ def authenticate(
         ident = f"client:{client_host or '-'}"
     wait = limiter.take(ident, key.rate_per_s if key else None)
     if wait > 0:
-        retry = retry_after_header(wait)
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"rate limit reached; retry in {retry} s",
-            {"retry_after_s": int(retry)},
-            headers={"Retry-After": retry},
-        )
+        raise _rate_limited("rate limit reached", wait)
     return Caller(key, ident)
 
 

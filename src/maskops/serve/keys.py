@@ -58,6 +58,16 @@ class KeyStoreUnavailable(sqlite3.Error):
     failures are, so ``/ready`` reports both the same way)."""
 
 
+def check_new_key(name: str, role: str, rate_per_s: float | None) -> None:
+    """Raises ``KeyStoreError`` for a key that cannot be created (unknown role, no name, rate <= 0)."""
+    if role not in ROLES:
+        raise KeyStoreError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
+    if not name.strip():
+        raise KeyStoreError("a key needs a name")
+    if rate_per_s is not None and rate_per_s <= 0:
+        raise KeyStoreError(f"rate must be > 0 requests/s, got {rate_per_s}")
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A stored key, without its secret."""
@@ -110,12 +120,7 @@ class KeyStore:
 
     def create(self, name: str, role: str = "predict", rate_per_s: float | None = None) -> tuple[ApiKey, str]:
         """Create a key; returns the stored record and the plain key (shown once, never stored)."""
-        if role not in ROLES:
-            raise KeyStoreError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
-        if not name.strip():
-            raise KeyStoreError("a key needs a name")
-        if rate_per_s is not None and rate_per_s <= 0:
-            raise KeyStoreError(f"rate must be > 0 requests/s, got {rate_per_s}")
+        check_new_key(name, role, rate_per_s)
         secret = secrets.token_urlsafe(32)
         with self._lock:
             db = self._db()
@@ -251,12 +256,7 @@ class SqlKeyStore(KeyStore):
         return make_url(self.url).render_as_string(hide_password=True)
 
     def create(self, name: str, role: str = "predict", rate_per_s: float | None = None) -> tuple[ApiKey, str]:
-        if role not in ROLES:
-            raise KeyStoreError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
-        if not name.strip():
-            raise KeyStoreError("a key needs a name")
-        if rate_per_s is not None and rate_per_s <= 0:
-            raise KeyStoreError(f"rate must be > 0 requests/s, got {rate_per_s}")
+        check_new_key(name, role, rate_per_s)
         from sqlalchemy.exc import IntegrityError
 
         secret = secrets.token_urlsafe(32)

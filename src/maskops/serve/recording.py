@@ -7,6 +7,7 @@ Recording never fails a request: a record that cannot be built is logged and ski
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -72,6 +73,24 @@ def site_of(request: HTTPConnection, site: str | None = None) -> str | None:
     return tag[:64] if tag else None
 
 
+def _queue(request: HTTPConnection, build: Callable[[PredictionStore], PredictionRecord]) -> None:
+    """Queue the record ``build`` makes, when the store is on; a record that cannot be built is
+    logged and skipped (recording must never fail the request it records)."""
+    store: PredictionStore | None = getattr(request.app.state, "prediction_store", None)
+    if store is None:
+        return
+    try:
+        record = build(store)
+    except Exception:
+        logger.exception("could not build the prediction record")
+        return
+    store.record(record)
+
+
+def _request_id(request: HTTPConnection) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
 def record_detection(
     request: HTTPConnection,
     outcome: Any,
@@ -81,17 +100,13 @@ def record_detection(
     site: str | None = None,
 ) -> None:
     """Queue the record of one detect outcome (a ``DetectOutcome`` of ``maskops.serve.service``)."""
-    store: PredictionStore | None = getattr(request.app.state, "prediction_store", None)
-    if store is None:
-        return
-    try:
-        model = outcome.model
-        settings = request.app.state.settings
-        image = outcome.image
-        record = build_record(
+
+    def build(store: PredictionStore) -> PredictionRecord:
+        model, image = outcome.model, outcome.image
+        return build_record(
             outcome.result,
             model.spec.class_names,
-            request_id=request_id or str(request.scope.get("state", {}).get("request_id", "")),
+            request_id=request_id or _request_id(request),
             source=source,
             width=image.width,
             height=image.height,
@@ -101,24 +116,20 @@ def record_detection(
             site=site if site is not None else site_of(request),
             model_name=model.name,
             model_version=model.version,
-            detector=settings.detector,
+            detector=request.app.state.settings.detector,
             detector_version=store.detector_version,
             image=image.image,
             hard_cases=store.hard_cases,
         )
-    except Exception:  # recording must never fail the request it records
-        logger.exception("could not build the prediction record")
-        return
-    store.record(record)
+
+    _queue(request, build)
 
 
 def record_classification(request: HTTPConnection, outcome: Any) -> None:
     """Queue the record of one ``/v1/classify`` answer (a ``ClassifyOutcome``): source ``classify``,
     the whole image as the one "face" (no box was detected, so no face score)."""
-    store: PredictionStore | None = getattr(request.app.state, "prediction_store", None)
-    if store is None:
-        return
-    try:
+
+    def build(store: PredictionStore) -> PredictionRecord:
         image = outcome.image
         face = FaceRecord(
             box=(0.0, 0.0, float(image.width), float(image.height)),
@@ -126,8 +137,8 @@ def record_classification(request: HTTPConnection, outcome: Any) -> None:
             probabilities={c: round(float(p), 4) for c, p in outcome.probabilities.items()},
             label=outcome.label,  # the top class: /v1/classify answers without an uncertain band
         )
-        record = PredictionRecord(
-            request_id=str(request.scope.get("state", {}).get("request_id", "")),
+        return PredictionRecord(
+            request_id=_request_id(request),
             created_at=datetime.now(UTC),
             source="classify",
             latency_ms=round(sum(outcome.timings_ms.values()), 3),
@@ -140,10 +151,8 @@ def record_classification(request: HTTPConnection, outcome: Any) -> None:
             quality={k: round(float(v), 5) for k, v in image_quality(image.image).as_dict().items()},
             faces=(face,),
         )
-    except Exception:  # recording must never fail the request it records
-        logger.exception("could not build the prediction record")
-        return
-    store.record(record)
+
+    _queue(request, build)
 
 
 def store_check(store: PredictionStore | None) -> tuple[str, str | None]:
