@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from maskops.serve.settings import ServeSettings
+
+
+def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
+    """The keyword arguments ``maskops serve`` gives uvicorn (besides the app).
+
+    WebSocket limits: a message may be at most one image (``max_image_bytes``, the largest frame the
+    stream can use); a longer one is closed by uvicorn with 1009 as soon as its frame header
+    announces the length, before the payload is read. Compression is off (JPEG frames do not
+    shrink, and a deflated message costs a window per connection); a client that stops answering
+    pings is dropped after ``ws_ping_interval + ws_ping_timeout`` seconds.
+    """
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "log_level": settings.log_level.lower(),
+        "ws_max_size": settings.max_image_bytes,
+        "ws_max_queue": 4,
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+    }
 
 
 def register(app: typer.Typer) -> None:
@@ -45,11 +71,4 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from exc
         configure_logging(settings.log_format, settings.log_level)
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            log_level=settings.log_level.lower(),
-        )
+        uvicorn.run(create_app(settings), **uvicorn_options(settings))
