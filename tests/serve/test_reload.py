@@ -42,7 +42,7 @@ def test_reload_swaps_to_the_new_files(
 def test_reload_without_a_face_model_keeps_the_current_set(client: TestClient, models_dir: Path) -> None:
     before = _version(client)
     (models_dir / "facemask.onnx").unlink()
-    assert_error(client.post("/v1/models/reload"), 503, "reload_failed")
+    assert_error(client.post("/v1/models/reload"), 409, "reload_failed")
     assert client.get("/ready").status_code == 200
     assert _version(client) == before
 

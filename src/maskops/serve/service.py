@@ -56,6 +56,30 @@ class ServiceUnavailable(RuntimeError):
         self.retry_after = retry_after
 
 
+class ReloadRefused(RuntimeError):
+    """A reload whose new set would lose a model that serves now (missing, corrupt, wrong shape):
+    the current set is kept."""
+
+    code = "reload_failed"
+
+    def __init__(self, lost: dict[str, str]) -> None:
+        reasons = "; ".join(f"{name}: {why}" for name, why in sorted(lost.items()))
+        super().__init__(f"reload refused, the current models keep serving: {reasons}")
+        self.message = str(self)
+        self.lost = lost
+
+
+def lost_models(old: ModelSet | None, new: ModelSet) -> dict[str, str]:
+    """The models that serve in ``old`` but could not be loaded in ``new``, with why (name -> error).
+
+    A model whose file is gone from the source is not lost but removed, and a model that did not load
+    before either is no loss; only a working model replaced by a broken file is.
+    """
+    if old is None:
+        return {}
+    return {name: new.errors[name] for name in old.models if name in new.errors}
+
+
 class UnknownModel(LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"unknown model {name!r}; loaded: {', '.join(known) or 'none'}")
@@ -365,17 +389,20 @@ class MaskService:
     async def reload(self, source: str | None = None) -> tuple[ModelSet, ModelSet | None]:
         """Load a new set off the event loop and swap it in; returns (new, old).
 
-        The old set is kept when the new one has no usable face model while the old one had.
+        All or nothing: when a model that serves now cannot be loaded from the new files (missing,
+        corrupt, wrong shape for its card), or the face-mask model would be gone, the current set is
+        kept and ``ReloadRefused`` names each model and why.
         """
         async with self._reload_lock:
             old = self._models
             new = await asyncio.get_running_loop().run_in_executor(None, self.loader.load, source)
-            if old is not None and old.face is not None and new.face is None:
+            lost = lost_models(old, new)
+            if old is not None and old.face is not None and new.face is None and not lost:
+                lost = {new.face_model: new.errors.get(new.face_model, "face model missing")}
+            if lost:
                 self.metrics.reloads.labels("failed").inc()
-                raise ServiceUnavailable(
-                    "reload_failed",
-                    f"reload kept the current models: {new.errors.get(new.face_model, 'face model missing')}",
-                )
+                logger.error("reload refused, generation %d kept: %s", old.generation if old else 0, lost)
+                raise ReloadRefused(lost)
             self._publish(new)
             self.metrics.reloads.labels("ok").inc()
             logger.info(

@@ -7,7 +7,13 @@ from fastapi import Request
 from maskops.inference.images import ImageRejected
 from maskops.serve.errors import ApiError, ErrorInfo
 from maskops.serve.schemas import DetectResult, Face, ImageInfo, ModelRef
-from maskops.serve.service import DetectOutcome, LoadedModel, ServiceUnavailable, UnknownModel
+from maskops.serve.service import (
+    DetectOutcome,
+    LoadedModel,
+    ReloadRefused,
+    ServiceUnavailable,
+    UnknownModel,
+)
 
 # HTTP status of each ImageRejected code
 IMAGE_STATUS = {"image_too_large": 413, "unsupported_media_type": 415, "invalid_image": 422}
@@ -23,6 +29,8 @@ def to_api_error(exc: Exception) -> ApiError:
         status = 504 if exc.code == "timeout" else 503
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return ApiError(status, exc.code, exc.message, headers=headers)
+    if isinstance(exc, ReloadRefused):
+        return ApiError(409, exc.code, exc.message, {"kept_models": True, "errors": exc.lost})
     if isinstance(exc, UnknownModel):
         return ApiError(404, "unknown_model", str(exc), {"loaded": exc.known})
     raise exc

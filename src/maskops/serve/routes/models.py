@@ -10,7 +10,7 @@ from maskops.serve.deps import AdminCaller, PredictCaller, ServiceDep
 from maskops.serve.errors import COMMON_ERRORS, ErrorResponse
 from maskops.serve.routes.common import model_ref, to_api_error
 from maskops.serve.schemas import ModelCard, ModelsResponse, ReloadResponse
-from maskops.serve.service import MaskService, ServiceUnavailable
+from maskops.serve.service import MaskService, ReloadRefused, ServiceUnavailable
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -64,7 +64,11 @@ def list_models(service: ServiceDep, _caller: PredictCaller) -> ModelsResponse:
     response_model=ReloadResponse,
     responses={
         **COMMON_ERRORS,
-        503: {"model": ErrorResponse, "description": "reload failed; old models kept"},
+        409: {
+            "model": ErrorResponse,
+            "description": "reload refused (a model that serves now is missing, corrupt or does not fit "
+            "its card in the new files); the current models keep serving",
+        },
     },
 )
 async def reload_models(
@@ -77,12 +81,13 @@ async def reload_models(
 ) -> ReloadResponse:
     """Load the models again (e.g. a new champion) and swap them in atomically.
 
-    Requests in flight finish on the models they started with. When the new set has no usable
-    face-mask model but the current one has, the current set is kept and 503 is returned.
+    Requests in flight finish on the models they started with. When a model that serves now cannot be
+    loaded from the new files (missing face-mask model, corrupt file, shape that does not fit its card),
+    the current set is kept and 409 ``reload_failed`` names each model and why.
     """
     try:
         new, old = await service.reload(source)
-    except ServiceUnavailable as exc:
+    except (ServiceUnavailable, ReloadRefused) as exc:
         raise to_api_error(exc) from None
     return ReloadResponse(
         previous_generation=old.generation if old else None,
