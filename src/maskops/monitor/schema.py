@@ -1,7 +1,9 @@
 """The prediction store's tables (SQLAlchemy 2 declarative models).
 
 - ``requests``: one row per served request (the request id is the primary key).
-- ``faces``: one row per face of a request, keyed by (request id, face index).
+- ``faces``: one row per face of a request, keyed by (request id, face index); the class
+  probabilities both as the JSON the classifier gave and as one numeric column per class
+  (``PROBABILITY_COLUMNS``), which drift windows read without decoding JSON.
 - ``feedback``: ground truth for a face (the latest answer for a face wins).
 - ``monitor_checks`` / ``drift_results``: one row per monitoring check of a window (the label-free
   accuracy estimate beside the measured one) and one per feature tested in it.
@@ -37,6 +39,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from maskops.types import MaskClass
+
 LATENCY_BIN_RATIO = 1.05  # bin k holds latencies in [1.05**k, 1.05**(k+1)) ms: percentiles within 5 %
 _MIN_BIN = -60  # ~0.05 ms and below share one bin
 
@@ -51,6 +55,11 @@ def latency_bin(ms: float) -> int:
 def bin_latency_ms(k: int) -> float:
     """The geometric middle of bin ``k``, in milliseconds."""
     return LATENCY_BIN_RATIO ** (k + 0.5)
+
+
+# class name -> its probability column in ``faces`` (migration 0006); NULL when the face's
+# probabilities have no such class
+PROBABILITY_COLUMNS: dict[str, str] = {name: f"p_{name}" for name in MaskClass.names()}
 
 
 class Base(DeclarativeBase):
@@ -97,6 +106,13 @@ class FaceRow(Base):
     face_score: Mapped[float | None] = mapped_column(Float)
     confidence: Mapped[float] = mapped_column(Float, comment="top calibrated probability")
     probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
+    p_with_mask: Mapped[float | None] = mapped_column(Float, comment="calibrated probability of with_mask")
+    p_without_mask: Mapped[float | None] = mapped_column(
+        Float, comment="calibrated probability of without_mask"
+    )
+    p_mask_weared_incorrect: Mapped[float | None] = mapped_column(
+        Float, comment="calibrated probability of mask_weared_incorrect"
+    )
     label: Mapped[str] = mapped_column(String(64))
     uncertain_reason: Mapped[str | None] = mapped_column(String(64))
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)

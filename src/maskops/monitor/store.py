@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from maskops.monitor.records import PredictionRecord
 from maskops.monitor.schema import (
+    PROBABILITY_COLUMNS,
     DailyFaces,
     DailyRequests,
     FaceCropRow,
@@ -67,6 +68,7 @@ def _face_rows(r: PredictionRecord) -> list[dict[str, Any]]:
     rows = []
     for i, f in enumerate(r.faces):
         x1, y1, x2, y2 = (float(v) for v in f.box)
+        probs = {k: float(v) for k, v in f.probabilities.items()}
         rows.append(
             {
                 "request_id": r.request_id,
@@ -78,7 +80,9 @@ def _face_rows(r: PredictionRecord) -> list[dict[str, Any]]:
                 "size": f.size,
                 "face_score": None if f.face_score is None else float(f.face_score),
                 "confidence": f.confidence,
-                "probabilities": {k: float(v) for k, v in f.probabilities.items()},
+                "probabilities": probs,
+                # the same values as numeric columns (None for a class the face has no probability of)
+                **{col: probs.get(name) for name, col in PROBABILITY_COLUMNS.items()},
                 "label": f.label,
                 "uncertain_reason": f.uncertain_reason,
                 "embedding": f.embedding,
