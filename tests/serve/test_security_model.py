@@ -160,11 +160,22 @@ def test_the_failed_auth_window_slides() -> None:
 
 
 def test_keys_are_never_read_from_config_files_or_stored_plain(tmp_path: Path) -> None:
-    """Keys live only in the key store (hashed); no setting takes a key itself."""
+    """Keys live in the key store (hashed), or come from the environment or a secret file
+    (``MASKOPS_API_KEYS``, a secret value, and ``MASKOPS_API_KEYS_FILE``, a path); no other setting
+    takes a key, and the task configs hold none."""
+    from pydantic import SecretStr
+
+    from maskops.config import TaskConfig
     from maskops.serve.settings import ServeSettings
 
     fields = set(ServeSettings.model_fields)
-    assert not {f for f in fields if re.search(r"api_?key|secret|token|password", f)}
+    assert {f for f in fields if re.search(r"api_?key|secret|token|password", f)} == {
+        "api_keys",
+        "api_keys_file",
+    }
+    assert ServeSettings.model_fields["api_keys"].annotation == SecretStr | None
+    assert "**" in repr(ServeSettings(api_keys="ops:admin:" + "k" * 32).api_keys)
+    assert not {f for f in TaskConfig.model_fields if re.search(r"api_?key|secret|token|password", f)}
     store = KeyStore(tmp_path / "k.db")
     _, plain = store.create("x")
     store.close()

@@ -98,3 +98,26 @@ def revoke(
     finally:
         store.close()
     typer.echo(f"revoked key {key.id} ({key.name}) at {key.revoked_at}")
+
+
+@app.command()
+def entry(
+    name: str = typer.Argument(..., help="Who or what the key is for (letters, digits, '.', '_', '-')."),
+    role: str = typer.Option("predict", "--role", help="predict (inference routes) or admin (also reload)."),
+    rate: float = typer.Option(
+        None, "--rate", help="Requests per second for this key (default: the server's)."
+    ),
+) -> None:
+    """Print a MASKOPS_API_KEYS entry (name:role:key[:rate]) with a new random key; nothing is stored.
+
+    Put the line in MASKOPS_API_KEYS (entries separated by commas) or in the secret file named by
+    MASKOPS_API_KEYS_FILE (one entry a line); clients send the key part.
+    """
+    from maskops.serve.keys import KeyProvisioningError, new_key, parse_key_entry
+
+    line = f"{name}:{role}:{new_key()}" + ("" if rate is None else f":{rate:g}")
+    try:
+        parse_key_entry(line, "the entry")
+    except KeyProvisioningError as exc:
+        raise _fail(exc) from exc
+    typer.echo(line)

@@ -16,7 +16,7 @@ from maskops import __version__
 from maskops.config import Settings
 from maskops.serve.authguard import AuthGuard
 from maskops.serve.errors import install_error_handlers
-from maskops.serve.keys import open_key_store
+from maskops.serve.keys import load_provisioned_keys, open_key_store
 from maskops.serve.metrics import ServiceMetrics
 from maskops.serve.middleware import RequestContextMiddleware
 from maskops.serve.ratelimit import make_rate_limiter
@@ -54,9 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Models load at startup; a missing model never stops the app from starting
     (``/ready`` says what is missing and the inference routes answer 503)."""
     s = ServeSettings.from_settings(settings)
+    provisioned = load_provisioned_keys(s)  # a malformed MASKOPS_API_KEYS(_FILE) stops here
     metrics = ServiceMetrics()
     service = MaskService(s, metrics)
-    keys = open_key_store(s)  # SQLite file, or the shared PostgreSQL for replicas
+    # SQLite file, or the shared PostgreSQL for replicas; the provisioned keys checked first
+    keys = open_key_store(s, provisioned=provisioned)
     counters = store_counters(metrics.registry)
 
     @asynccontextmanager

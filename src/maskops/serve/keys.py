@@ -13,12 +13,22 @@ Where the keys live (``open_key_store``):
   0005), so every ``maskops serve`` process behind a load balancer, and the key commands
   (``maskops keys create``), see the same keys. There is no cache: each request reads its key's row (one primary-key SELECT), so a key
   revoked through any replica or the CLI is refused by every replica from the next request on.
+
+Keys can also be provisioned from outside the store, the way container platforms hand out secrets
+(``load_provisioned_keys``): ``MASKOPS_API_KEYS`` (entries separated by commas or new lines) and
+``MASKOPS_API_KEYS_FILE`` (a secret file, one entry a line, ``#`` comments and blank lines skipped),
+each entry ``name:role:key`` or ``name:role:key:rate``. They are read once at startup, hashed like
+the stored keys (the plain text is not kept), checked before the store (so they work while a shared
+key database is down), and never logged; a malformed entry stops the startup with an error naming
+the variable or file and the entry or line, never the key. Revoke one by removing it and restarting.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 import sqlite3
 import threading
@@ -31,6 +41,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from maskops.serve.settings import ServeSettings
+
+logger = logging.getLogger(__name__)
 
 ROLES = ("predict", "admin")
 PREFIX = "mko"
@@ -97,7 +109,10 @@ def _now() -> str:
 
 
 class KeyStore:
-    """The key table in ``path`` (created on first use)."""
+    """The key table in ``path`` (created on first use), and the keys provisioned from the
+    environment or a secret file (``provisioned``), which are checked first."""
+
+    provisioned: ProvisionedKeys | None = None
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -172,7 +187,15 @@ class KeyStore:
         return ApiKey(*row)
 
     def verify(self, presented: str) -> ApiKey | None:
-        """The active key matching ``presented``, or ``None`` (unknown, malformed, wrong or revoked)."""
+        """The active key matching ``presented``, or ``None`` (unknown, malformed, wrong or revoked):
+        a provisioned key first, then the store."""
+        if self.provisioned is not None:
+            key = self.provisioned.verify(presented)
+            if key is not None:
+                return key
+        return self._verify_stored(presented)
+
+    def _verify_stored(self, presented: str) -> ApiKey | None:
         parts = presented.split("_", 2)
         ok_shape = len(parts) == 3 and parts[0] == PREFIX and len(parts[1]) == 8
         key_id, secret = (parts[1], parts[2]) if ok_shape else ("", presented)
@@ -298,7 +321,7 @@ class SqlKeyStore(KeyStore):
             raise KeyStoreError(f"no key with id {key_id!r}")
         return self._key(rows[0])
 
-    def verify(self, presented: str) -> ApiKey | None:
+    def _verify_stored(self, presented: str) -> ApiKey | None:
         parts = presented.split("_", 2)
         ok_shape = len(parts) == 3 and parts[0] == PREFIX and len(parts[1]) == 8
         key_id, secret = (parts[1], parts[2]) if ok_shape else ("", presented)
@@ -331,13 +354,175 @@ def uses_shared_database(settings: ServeSettings) -> bool:
     return parse_database_url(url).get_backend_name() == "postgresql"
 
 
-def open_key_store(settings: ServeSettings, path: Path | None = None) -> KeyStore:
+def open_key_store(
+    settings: ServeSettings, path: Path | None = None, provisioned: ProvisionedKeys | None = None
+) -> KeyStore:
     """The key store of ``settings``: ``path`` (a SQLite file) when given, the shared PostgreSQL
     database when ``MASKOPS_DATABASE_URL`` names one (and ``MASKOPS_KEYS_DB`` is unset), else the
-    SQLite file ``settings.keys_path``."""
+    SQLite file ``settings.keys_path``; with ``provisioned`` keys checked before it."""
+    store: KeyStore
     if path is not None:
-        return KeyStore(path)
-    if uses_shared_database(settings):
+        store = KeyStore(path)
+    elif uses_shared_database(settings):
         assert settings.database_url is not None
-        return SqlKeyStore(settings.database_url)
-    return KeyStore(settings.keys_path)
+        store = SqlKeyStore(settings.database_url)
+    else:
+        store = KeyStore(settings.keys_path)
+    store.provisioned = provisioned
+    return store
+
+
+# --- keys provisioned from the environment or a secret file
+
+ENV_VAR = "MASKOPS_API_KEYS"
+FILE_VAR = "MASKOPS_API_KEYS_FILE"
+MIN_KEY_CHARS = 32
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_KEY = re.compile(r"[A-Za-z0-9_.~+/=-]+")  # base64 and URL-safe tokens; no ':', ',' or spaces
+
+
+class KeyProvisioningError(ValueError):
+    """A malformed ``MASKOPS_API_KEYS`` entry or ``MASKOPS_API_KEYS_FILE``; the message names the
+    variable or file and the entry or line, never the key."""
+
+
+def new_key() -> str:
+    """A fresh key of the store's shape (``mko_<id>_<secret>``), for an entry written by hand."""
+    return f"{PREFIX}_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
+
+
+def parse_key_entry(entry: str, where: str) -> tuple[ApiKey, str]:
+    """One ``name:role:key[:rate]`` entry as (the key's record, the SHA-256 of the key).
+
+    ``where`` says where the entry is (``MASKOPS_API_KEYS entry 2``) for the error message.
+
+    Raises:
+        KeyProvisioningError: a wrong field count, name, role, key or rate.
+    """
+    fields = entry.strip().split(":")
+    if len(fields) not in (3, 4):
+        raise KeyProvisioningError(
+            f"{where}: expected name:role:key or name:role:key:rate, got {len(fields)} field(s) "
+            "separated by ':'"
+        )
+    name, role, key = (f.strip() for f in fields[:3])
+    if not _NAME.fullmatch(name):
+        raise KeyProvisioningError(
+            f"{where}: the name must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter "
+            "or digit)"
+        )
+    if role not in ROLES:
+        raise KeyProvisioningError(f"{where} ({name}): unknown role {role!r}; valid: {', '.join(ROLES)}")
+    if not _KEY.fullmatch(key):
+        raise KeyProvisioningError(
+            f"{where} ({name}): the key may hold only letters, digits and '_-.~+/=' (a base64 or "
+            "URL-safe token)"
+        )
+    if len(key) < MIN_KEY_CHARS:
+        raise KeyProvisioningError(
+            f"{where} ({name}): the key has {len(key)} characters, at least {MIN_KEY_CHARS} are "
+            "needed (make one with `maskops keys entry`)"
+        )
+    rate: float | None = None
+    if len(fields) == 4:
+        try:
+            rate = float(fields[3])
+        except ValueError:
+            raise KeyProvisioningError(f"{where} ({name}): the rate must be a number of requests/s") from None
+        if not rate > 0 or rate == float("inf"):
+            raise KeyProvisioningError(f"{where} ({name}): the rate must be > 0 requests/s")
+    record = ApiKey(f"env:{name}", name, role, rate, _now(), None)
+    return record, _hash(key)
+
+
+class ProvisionedKeys:
+    """Keys given to the process (hashed; the plain keys are not kept), checked in constant time:
+    every stored hash is compared, whichever matches."""
+
+    def __init__(self, entries: list[tuple[ApiKey, str]]) -> None:
+        self._entries = list(entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def keys(self) -> list[ApiKey]:
+        return [key for key, _ in self._entries]
+
+    def verify(self, presented: str) -> ApiKey | None:
+        digest = _hash(presented)
+        found: ApiKey | None = None
+        for key, stored in self._entries:
+            if hmac.compare_digest(digest, stored):
+                found = key
+        return found
+
+
+def _entries_of(text: str, source: str, *, commas: bool) -> list[tuple[str, str]]:
+    """``(where, entry)`` of ``text``: lines (and, for the variable, comma-separated parts),
+    blank ones and ``#`` comments skipped."""
+    out: list[tuple[str, str]] = []
+    n = 0
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not commas:
+            out.append((f"{source} line {line_no}", line))
+            continue
+        for part in line.split(","):
+            if part.strip():
+                n += 1
+                out.append((f"{source} entry {n}", part))
+    return out
+
+
+def load_provisioned_keys(settings: ServeSettings) -> ProvisionedKeys | None:
+    """The keys of ``MASKOPS_API_KEYS`` and ``MASKOPS_API_KEYS_FILE`` (``None`` when neither is set).
+
+    Raises:
+        KeyProvisioningError: the file cannot be read, an entry is malformed, a name or a key is
+            given twice.
+    """
+    sources: list[tuple[str, str]] = []
+    if settings.api_keys is not None and settings.api_keys.get_secret_value().strip():
+        sources.extend(_entries_of(settings.api_keys.get_secret_value(), ENV_VAR, commas=True))
+    path = settings.api_keys_file
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise KeyProvisioningError(f"{FILE_VAR} {path}: cannot be read ({reason})") from None
+        sources.extend(_entries_of(text, f"{FILE_VAR} {path}", commas=False))
+    if settings.api_keys is None and path is None:
+        return None
+    entries: list[tuple[ApiKey, str]] = []
+    seen_names: dict[str, str] = {}
+    seen_keys: dict[str, str] = {}
+    for where, entry in sources:
+        key, digest = parse_key_entry(entry, where)
+        if key.name in seen_names:
+            raise KeyProvisioningError(
+                f"{where}: the name {key.name!r} is already given ({seen_names[key.name]})"
+            )
+        if digest in seen_keys:
+            raise KeyProvisioningError(
+                f"{where} ({key.name}): the same key is already given to {seen_keys[digest]!r}; "
+                "each name needs its own key"
+            )
+        seen_names[key.name] = where
+        seen_keys[digest] = key.name
+        entries.append((key, digest))
+    provisioned = ProvisionedKeys(entries)
+    logger.info(
+        "API keys from %s: %s",
+        " and ".join(
+            v for v, on in ((ENV_VAR, settings.api_keys is not None), (FILE_VAR, path is not None)) if on
+        ),
+        ", ".join(f"{k.name} ({k.role})" for k in provisioned.keys) or "none",
+    )
+    if provisioned and not settings.auth:
+        logger.warning(
+            "%d API key(s) provisioned, but MASKOPS_AUTH is off: every route is open", len(provisioned)
+        )
+    return provisioned

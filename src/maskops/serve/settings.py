@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from maskops.config import Settings
 from maskops.detect.base import DEFAULT_DETECTOR
@@ -61,6 +61,17 @@ class ServeSettings(Settings):
     # --- security
     auth: bool = Field(default=False, description="require API keys (X-API-Key or Authorization: Bearer)")
     keys_db: Path | None = Field(default=None, description="API key store (default <work_dir>/serve/keys.db)")
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="API keys given to the process, name:role:key or name:role:key:rate entries separated by "
+        "commas (role predict or admin, key at least 32 characters from `maskops keys entry`); hashed at "
+        "startup, never logged; checked before the key store",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="a secret file of API keys (a mounted Kubernetes Secret or compose secret), one "
+        "name:role:key[:rate] entry a line, # comments; read at startup",
+    )
     rate_limit_per_s: float = Field(
         default=0.0, ge=0, description="token-bucket refill per key (or per client when auth is off); 0 = off"
     )
@@ -86,6 +97,12 @@ class ServeSettings(Settings):
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="json, text, or auto: text on a terminal, JSON otherwise"
     )
+
+    @field_validator("api_keys", "api_keys_file", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, v: Any) -> Any:
+        """``MASKOPS_API_KEYS=`` (e.g. compose's ``${MASKOPS_API_KEYS:-}``) means no keys."""
+        return None if isinstance(v, str) and not v.strip() else v
 
     @model_validator(mode="after")
     def _check(self) -> ServeSettings:
