@@ -152,6 +152,15 @@ def windows(samples: Sequence[Sample], window_s: float, duration_s: float) -> li
     return rows
 
 
+def rss_drift(rows: Sequence[dict[str, Any]]) -> float | None:
+    """Relative RSS change from the first window's last sample to the last window's (``None``
+    without two samples)."""
+    first, last = rows[0].get("rss_kb"), rows[-1].get("rss_kb")
+    if len(rows) < 2 or not first or last is None:
+        return None
+    return round((last - first) / first, 4)
+
+
 def criteria(
     total: dict[str, Any],
     rows: Sequence[dict[str, Any]],
@@ -636,7 +645,14 @@ def main() -> None:
         "late_requests": soak.late,
         "soak": total,
         "windows": rows,
-        "rss_kb": {"after_warmup": rss_warm, "end": rss_end, "samples": soak.rss_kb},
+        "rss_kb": {
+            "after_warmup": rss_warm,
+            "end": rss_end,
+            # under load, end of the first window to end of the last: drift, without the step that
+            # the first seconds of load add to an idle process
+            "drift_first_to_last_window": rss_drift(rows),
+            "samples": soak.rss_kb,
+        },
         "store": {"expected": expected, "count": count},
         "reloads": dict(soak.reloads),
         "server_exit_code": exit_code,
@@ -654,6 +670,7 @@ def main() -> None:
         )
     for name, check in checks.items():
         print(f"{'PASS' if check['pass'] else 'FAIL'} {name}: {check['value']} (target {check['target']})")
+    print(f"RSS drift under load, first to last window: {result['rss_kb']['drift_first_to_last_window']}")
     print(f"server exit code {exit_code}, tracebacks in its log: {tracebacks}; log: {log}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

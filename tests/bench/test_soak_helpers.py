@@ -114,3 +114,9 @@ def test_multipart_request_bytes() -> None:
     head, _, rest = request.partition(b"\r\n\r\n")
     assert rest == body and f"Content-Length: {len(body)}".encode() in head
     assert b'name="file"; filename="a.jpg"' in body and body.endswith(b"--\r\n")
+
+
+def test_rss_drift() -> None:
+    assert soak.rss_drift([{"rss_kb": 1000}, {"rss_kb": 1200}, {"rss_kb": 1100}]) == 0.1
+    assert soak.rss_drift([{"rss_kb": 1000}]) is None
+    assert soak.rss_drift([{"rss_kb": None}, {"rss_kb": 1000}]) is None
