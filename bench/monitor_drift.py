@@ -14,9 +14,12 @@ box (IoU >= 0.5, highest IoU first) to know its true class.
 (``maskops.monitor.profile.build_model_reference``: the raw images decoded as the API decodes them,
 the served pipeline, accuracy of the served labels on matched faces, uncertain not scored), from
 facemask-voc val + ILC val (``--reference-splits val,test`` adds the test images, as the shipped
-profile is built: the unshifted replay is then inside the reference), cached. ``--reference-from
-store`` builds it instead from the bench's own replayed records (JPEG q90 like the current side)
-through a store window and ``build_reference``.
+profile is built: the unshifted replay is then inside the reference), cached. The profile carries
+the drift thresholds calibrated at release on bootstrap windows of its own images drawn photo by
+photo (``maskops.monitor.reference.calibrate_thresholds``); ``--thresholds default`` drops them to
+measure the tests' default thresholds instead. ``--reference-from store`` builds it instead from the
+bench's own replayed records (JPEG q90 like the current side) through a store window and
+``build_reference`` (without calibrated thresholds).
 
 **Drift** (``drift``): replays into a throwaway SQLite store, in process, the records written through
 the store's own insert path (``write_records``), then ``drift_report(last=500)`` (what
@@ -50,7 +53,7 @@ embeddings (the store logs none yet). Evidently's ``DataDriftPreset`` on the sam
 Target: <= 2 s.
 
     nice -n 15 .venv/bin/python bench/monitor_drift.py [--parts drift,estimate,speed] [--windows 20]
-        [--faces 100000] [--repeat 5] [--json work/bench/monitor_drift.json]
+        [--faces 100000] [--repeat 5] [--thresholds calibrated|default] [--json work/bench/monitor_drift.json]
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ from maskops.monitor.db import open_store
 from maskops.monitor.drift import get_drift_test, list_drift_tests
 from maskops.monitor.estimate import estimate_performance
 from maskops.monitor.records import FaceRecord, PredictionRecord
-from maskops.monitor.reference import ReferenceProfile, build_reference, compare_to_reference
+from maskops.monitor.reference import PROFILE_VERSION, ReferenceProfile, build_reference, compare_to_reference
 from maskops.monitor.store import write_records
 from maskops.monitor.window import drift_report, load_window
 from maskops.types import MaskClass
@@ -258,7 +261,7 @@ def model_reference(splits: list[str]) -> ReferenceProfile:
     from maskops.data.progress import track
     from maskops.monitor.profile import build_model_reference
 
-    path = CACHE / f"reference-{'+'.join(splits)}-{sha256_file(MODEL)[:12]}.json"
+    path = CACHE / f"reference-{'+'.join(splits)}-{sha256_file(MODEL)[:12]}-v{PROFILE_VERSION}.json"
     if path.is_file():
         return ReferenceProfile.load(path)
     profile = build_model_reference(
@@ -275,7 +278,8 @@ def model_reference(splits: list[str]) -> ReferenceProfile:
 def store_reference(rows: list[dict[str, Any]], folder: Path) -> ReferenceProfile:
     """A profile from the bench's own records (``--reference-from store``): written to a store, read
     back as a window and summarised by ``build_reference``; the accuracy is the argmax accuracy on the
-    matched faces."""
+    matched faces. The window does not say which request each face comes from, so this profile has no
+    calibrated thresholds (the tests' defaults apply)."""
     from maskops.monitor.reference import probability_features
 
     store = Replay(folder, "reference")
@@ -325,7 +329,13 @@ def check(store: Replay, profile: ReferenceProfile) -> dict[str, Any]:
         "requests": report.window.n_requests,
         "drifted": report.drifted,
         "scores": {
-            f.feature: {"test": f.result.test, "score": f.result.score, "drifted": f.result.drifted}
+            f.feature: {
+                "test": f.result.test,
+                "score": f.result.score,
+                "threshold": f.result.threshold,
+                "threshold_source": f.result.threshold_source,
+                "drifted": f.result.drifted,
+            }
             for f in report.features
         },
     }
@@ -351,6 +361,10 @@ def bench_drift(
             {"drifted": w["drifted"], "scores": {f: v["score"] for f, v in w["scores"].items()}}
             for w in per_window
         ]
+        res["thresholds_of_last_window"] = {
+            f: {"test": v["test"], "threshold": v["threshold"], "source": v["threshold_source"]}
+            for f, v in per_window[-1]["scores"].items()
+        }
         res["windows"] = len(per_window)
         res["windows_drifted"] = sum(bool(w["drifted"]) for w in per_window)
         res["feature_drift_counts"] = dict(Counter(f for w in per_window for f in w["drifted"]))
@@ -696,6 +710,13 @@ def main() -> None:
         help="splits of facemask-voc and ILC the reference is built from (val; val,test as `maskops monitor "
         "reference` builds it, which puts the unshifted test images inside the reference)",
     )
+    parser.add_argument(
+        "--thresholds",
+        choices=("calibrated", "default"),
+        default="calibrated",
+        help="calibrated: the profile's thresholds calibrated at release (what `maskops monitor drift` "
+        "uses); default: the tests' default thresholds",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "work" / "bench" / "monitor_drift.json")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -722,6 +743,9 @@ def main() -> None:
             profile = model_reference(args.reference_splits.split(","))
         else:
             profile = store_reference(reference_rows, folder)
+        if args.thresholds == "default":
+            profile = dataclasses.replace(profile, calibration=None)
+        cal = profile.calibration
         results["reference"] = {
             "sets": reference_sets,
             "images": len(reference_rows),
@@ -730,6 +754,16 @@ def main() -> None:
             "accuracy": profile.accuracy,
             "info": profile.info,
             "features": sorted([*profile.numeric, *profile.categorical]),
+            "thresholds": args.thresholds,
+            "calibration": None
+            if cal is None
+            else {
+                "family_alpha": cal.family_alpha,
+                "alpha": cal.alpha,
+                "window_faces": cal.window_faces,
+                "windows": cal.windows,
+                "features": sorted(cal.thresholds),
+            },
         }
         current = passes["voc-test"] + passes["ilc-test"]
         if "drift" in parts:
@@ -753,7 +787,14 @@ def main() -> None:
     print(f"{results['date']} on {results['machine']}; model {results['model']}")
     print(
         f"reference: {results['reference']['images']} images, {results['reference']['faces']} faces "
-        f"({', '.join(reference_sets)}, built by {args.reference_from}), accuracy {profile.accuracy:.4f}\n"
+        f"({', '.join(reference_sets)}, built by {args.reference_from}), accuracy {profile.accuracy:.4f}; "
+        f"thresholds: {args.thresholds}"
+        + (
+            ""
+            if cal is None
+            else f" (calibrated: family alpha {cal.family_alpha}, {cal.windows} windows per size)"
+        )
+        + "\n"
     )
     print(markdown(results))
     print(f"\nwrote {args.json}")

@@ -10,11 +10,18 @@ A window too small to judge (fewer than the test's ``min_samples`` on either sid
 gives a result with ``score=None`` and ``drifted=False`` and a ``note`` saying so, never an exception:
 a quiet hour at one site is not an error. Non-finite numeric values (a face without a detector score)
 are dropped before testing.
+
+The tests assume independent values. Faces of one photo are not (a crowd photo brings many faces of
+one size, lighting and class), so on per-face features the default thresholds fire on unshifted
+data far more often than their nominal rate; ``maskops.monitor.reference`` calibrates per-feature
+thresholds at release for that, and passes them in as ``threshold`` (the functions here stay pure:
+the result only records where its threshold came from, ``threshold_source``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -27,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 FeatureKind = Literal["numeric", "categorical", "embedding"]
 ScoreKind = Literal["p_value", "distance"]
+ThresholdSource = Literal["default", "given", "calibrated"]
 
 MIN_SAMPLES = 10
 PSI_BINS = 10
@@ -49,6 +57,8 @@ class DriftResult:
         n_current: values in the current window (after dropping non-finite ones).
         statistic: the test statistic behind a p-value (KS D, chi-square, MMD²), else the distance.
         note: why there is no score (e.g. "not enough data"), else None.
+        threshold_source: where ``threshold`` comes from: the test's ``default``, ``given`` by the
+            caller, or ``calibrated`` at release on the reference (set by ``compare_to_reference``).
     """
 
     test: str
@@ -59,6 +69,7 @@ class DriftResult:
     n_current: int
     statistic: float | None = None
     note: str | None = None
+    threshold_source: ThresholdSource = "default"
 
     @property
     def enough_data(self) -> bool:
@@ -96,14 +107,17 @@ class DriftTest:
             ``min_samples`` values.
         """
         t = self.default_threshold if threshold is None else float(threshold)
+        source: ThresholdSource = "default" if threshold is None else "given"
         ref, cur = _prepare(reference, self.kind), _prepare(current, self.kind)
         n_ref, n_cur = len(ref), len(cur)
         if min(n_ref, n_cur) < self.min_samples:
             note = f"not enough data: {n_ref} reference and {n_cur} current values, need {self.min_samples}"
-            return DriftResult(self.name, None, t, False, n_ref, n_cur, note=note)
+            return DriftResult(self.name, None, t, False, n_ref, n_cur, note=note, threshold_source=source)
         score, statistic = self.core(ref, cur, t)
         drifted = score < t if self.score_kind == "p_value" else score >= t
-        return DriftResult(self.name, float(score), t, bool(drifted), n_ref, n_cur, float(statistic))
+        return DriftResult(
+            self.name, float(score), t, bool(drifted), n_ref, n_cur, float(statistic), threshold_source=source
+        )
 
 
 class UnknownDriftTestError(ValueError):
@@ -249,14 +263,11 @@ def chi_square(reference: np.ndarray, current: np.ndarray, threshold: float) -> 
     """Pearson chi-square test of homogeneity on the 2 x k table of category counts (reference,
     current): a change in the mix of categories, such as the class mix, a category appearing on one
     side only included. One category overall is no drift (p = 1)."""
-    cats = sorted(set(reference.tolist()) | set(current.tolist()), key=str)
+    ref_counts, cur_counts = Counter(reference.tolist()), Counter(current.tolist())
+    cats = sorted(set(ref_counts) | set(cur_counts), key=str)
     if len(cats) < 2:
         return 1.0, 0.0
-    index = {c: i for i, c in enumerate(cats)}
-    table = np.zeros((2, len(cats)))
-    for row, values in enumerate((reference, current)):
-        for v in values.tolist():
-            table[row, index[v]] += 1
+    table = np.array([[ref_counts[c] for c in cats], [cur_counts[c] for c in cats]], dtype=np.float64)
     res = stats.chi2_contingency(table, correction=False)
     return float(res.pvalue), float(res.statistic)
 

@@ -12,6 +12,11 @@ under the names ``maskops.monitor.window`` reads back:
   ``face_score`` (detection only), the class mix ``label`` and the compact embedding when the
   classifier gives one.
 
+Each value remembers its image, so that ``build_reference`` can calibrate the drift thresholds of
+the features the store logs with bootstrap windows drawn photo by photo (faces of one photo are not
+independent; ``maskops.monitor.reference`` describes the method). The probability features
+``p_<class>`` are not logged by the store and keep the default thresholds.
+
 The measured accuracy is, for a detection task, the accuracy on the detected faces matched one to
 one to a true box (IoU >= ``MATCH_IOU``) and answered with a class: the faces a reviewer's feedback
 would score in production (an ``uncertain`` answer is not scored, as in ``measured_accuracy``). For a
@@ -36,7 +41,7 @@ from maskops.inference.classifier import OnnxClassifier
 from maskops.inference.images import decode_image
 from maskops.monitor.features import image_quality
 from maskops.monitor.reference import ReferenceProfile, build_reference, probability_features
-from maskops.monitor.window import CLASS_MIX
+from maskops.monitor.window import CLASS_MIX, FACE_FEATURES, IMAGE_FEATURES
 from maskops.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -166,9 +171,12 @@ class ProfileCollector:
     class_names: list[str]
     per_image: dict[str, list[float]] = field(default_factory=dict)
     per_face: dict[str, list[float]] = field(default_factory=dict)
+    image_of: dict[str, list[int]] = field(default_factory=dict)
     probabilities: list[np.ndarray] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    label_image: list[int] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
+    embedding_image: list[int] = field(default_factory=list)
     true_faces: int = 0
     matched: int = 0
     scored: int = 0
@@ -177,7 +185,13 @@ class ProfileCollector:
     images: int = 0
 
     def _add(self, table: dict[str, list[float]], name: str, value: float) -> None:
+        # the value belongs to the image added last
         table.setdefault(name, []).append(float(value))
+        self.image_of.setdefault(name, []).append(self.images - 1)
+
+    def _add_label(self, label: str) -> None:
+        self.labels.append(label)
+        self.label_image.append(self.images - 1)
 
     def add_image(self, image: np.ndarray) -> None:
         self.images += 1
@@ -194,10 +208,11 @@ class ProfileCollector:
             if det.face_score is not None:
                 self._add(self.per_face, "face_score", det.face_score[i])
             cid = int(det.class_id[i])
-            self.labels.append(self.class_names[cid] if 0 <= cid < len(self.class_names) else UNCERTAIN_LABEL)
+            self._add_label(self.class_names[cid] if 0 <= cid < len(self.class_names) else UNCERTAIN_LABEL)
         self.probabilities.append(np.asarray(result.probs, np.float64).reshape(-1, len(self.class_names)))
         if result.embeddings is not None:
             self.embeddings.append(np.asarray(result.embeddings, np.float64))
+            self.embedding_image += [self.images - 1] * len(self.embeddings[-1])
         if truth is None:
             return
         self.true_faces += len(truth)
@@ -214,9 +229,10 @@ class ProfileCollector:
         p = np.asarray(proba, np.float64).reshape(1, -1)
         cid = int(p.argmax())
         self.probabilities.append(p)
-        self.labels.append(self.class_names[cid])
+        self._add_label(self.class_names[cid])
         if embedding is not None:
             self.embeddings.append(np.asarray(embedding, np.float64).reshape(1, -1))
+            self.embedding_image.append(self.images - 1)
         if label is not None:
             self.matched += 1
             self.scored += 1
@@ -227,19 +243,32 @@ class ProfileCollector:
     def accuracy(self) -> float | None:
         return self.correct / self.scored if self.scored else None
 
-    def profile(self, info: dict[str, Any] | None = None) -> ReferenceProfile:
+    def profile(self, info: dict[str, Any] | None = None, **calibration: Any) -> ReferenceProfile:
+        """The profile of the images added, with thresholds calibrated on the store's features
+        (``calibration``: ``build_reference``'s ``calibration_faces``, ``calibration_windows``,
+        ``family_alpha``, ``seed``)."""
         probs = (
             np.concatenate(self.probabilities) if self.probabilities else np.zeros((0, len(self.class_names)))
         )
         numeric: dict[str, Any] = {**self.per_image, **self.per_face}
         numeric.update(probability_features(probs, self.class_names))
         embeddings = np.concatenate(self.embeddings) if self.embeddings else None
+        logged = {*IMAGE_FEATURES, *FACE_FEATURES, CLASS_MIX}
+        image_index: dict[str, list[int]] = {k: v for k, v in self.image_of.items() if k in logged}
+        image_index["confidence"] = self.label_image  # one probability row per face, as the labels
+        image_index[CLASS_MIX] = self.label_image
+        if embeddings is not None:
+            image_index["embedding"] = self.embedding_image
+        faces_per_image = np.bincount(np.asarray(self.label_image, np.int64), minlength=self.images)
         return build_reference(
             numeric=numeric,
             categorical={CLASS_MIX: self.labels},
             embeddings=embeddings,
             accuracy=self.accuracy,
             info=info,
+            image_index=image_index if self.labels else None,
+            faces_per_image=faces_per_image,
+            **calibration,
         )
 
 
