@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -18,6 +20,9 @@ def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
     announces the length, before the payload is read. Compression is off (JPEG frames do not
     shrink, and a deflated message costs a window per connection); a client that stops answering
     pings is dropped after ``ws_ping_interval + ws_ping_timeout`` seconds.
+
+    On SIGTERM the requests in flight get ``shutdown_timeout_s`` seconds to finish; no new
+    connection is accepted meanwhile.
     """
     return {
         "host": settings.host,
@@ -30,7 +35,15 @@ def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
         "ws_per_message_deflate": False,
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
+        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
     }
+
+
+def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM outside uvicorn's own handling. uvicorn stops gracefully on SIGTERM, then raises the
+    signal again for the handler it found: this one makes that a clean exit 0 (the default handler
+    would end the process as killed by SIGTERM). Before uvicorn starts, it exits 0 at once."""
+    raise SystemExit(0)
 
 
 def register(app: typer.Typer) -> None:
@@ -71,4 +84,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from exc
         configure_logging(settings.log_format, settings.log_level)
-        uvicorn.run(create_app(settings), **uvicorn_options(settings))
+        previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
+        try:
+            uvicorn.run(create_app(settings), **uvicorn_options(settings))
+        finally:
+            signal.signal(signal.SIGTERM, previous)

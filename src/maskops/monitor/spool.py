@@ -33,8 +33,10 @@ class Spool:
         """Append ``records`` and fsync before returning.
 
         Raises:
-            OSError: the spool cannot be written (disk full, read-only, ...); nothing is kept then
-                (a partly written last line is skipped on replay).
+            OSError: the spool cannot be written (disk full, read-only, ...); nothing of ``records``
+                is kept then: what a failed append wrote is cut off again, so the records are
+                either all spooled or all dropped (a crash mid-append can still leave a cut last
+                line, skipped on replay).
         """
         if not records:
             return
@@ -43,17 +45,29 @@ class Spool:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                if not self._tail_checked:
-                    # a crash mid-append left a cut line: end it so the next record starts afresh
-                    if self._ends_cut():
-                        data = b"\n" + data
-                    self._tail_checked = True
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                size = os.fstat(fd).st_size
+                # a crash mid-append left a cut line: end it so the next record starts afresh
+                if not self._tail_checked and self._ends_cut():
+                    data = b"\n" + data
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                except OSError:
+                    self._truncate(fd, size)
+                    raise
+                self._tail_checked = True
             finally:
                 os.close(fd)
+
+    def _truncate(self, fd: int, size: int) -> None:
+        """Cut what a failed append wrote (a full disk takes part of a batch)."""
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:  # the next append ends the cut line instead
+            self._tail_checked = False
+            logger.warning("spool %s: could not cut a partly written append: %s", self.path, exc)
 
     def _ends_cut(self) -> bool:
         try:

@@ -390,8 +390,8 @@ class MaskService:
         """Load a new set off the event loop and swap it in; returns (new, old).
 
         All or nothing: when a model that serves now cannot be loaded from the new files (missing,
-        corrupt, wrong shape for its card), or the face-mask model would be gone, the current set is
-        kept and ``ReloadRefused`` names each model and why.
+        corrupt, wrong shape for its card), or the face-mask model or the face detector would be
+        gone, the current set is kept and ``ReloadRefused`` names each model and why.
         """
         async with self._reload_lock:
             old = self._models
@@ -399,6 +399,9 @@ class MaskService:
             lost = lost_models(old, new)
             if old is not None and old.face is not None and new.face is None and not lost:
                 lost = {new.face_model: new.errors.get(new.face_model, "face model missing")}
+            if old is not None and old.detector_error is None and new.detector_error is not None:
+                # the workers' detectors were built before: swapping in would stop face detection
+                lost = {**lost, f"detector {new.detector_name}": new.detector_error}
             if lost:
                 self.metrics.reloads.labels("failed").inc()
                 logger.error("reload refused, generation %d kept: %s", old.generation if old else 0, lost)

@@ -51,6 +51,11 @@ class ServeSettings(Settings):
     )
     warm_up: bool = Field(default=True, description="run a blank image through each worker at startup")
     timeout_s: float = Field(default=30.0, gt=0, description="processing timeout per image")
+    shutdown_timeout_s: int = Field(
+        default=30,
+        ge=1,
+        description="on SIGTERM, seconds the requests in flight get to finish before they are cancelled",
+    )
     # --- limits
     max_request_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="request body limit")
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="one image's byte limit")
