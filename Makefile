@@ -47,7 +47,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 # --- deployment (deploy/): the serving image and the offline checks of the deploy files
-.PHONY: image deploy-check
+.PHONY: image base-image deploy-check
 IMAGE ?= maskops:serve
 BASE_IMAGE ?= python:3.11-slim
 # podman when present (with runc and the rlimits this kind of machine allows), else docker
@@ -57,6 +57,20 @@ CONTAINER_BUILD_OPTS ?= $(if $(findstring podman,$(CONTAINER)),--format docker -
 image:  ## the serving image (deploy/Dockerfile, target serve): make image BASE_IMAGE=... IMAGE=...
 	$(CONTAINER) build $(CONTAINER_BUILD_OPTS) -f deploy/Dockerfile --target serve \
 		--build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+
+# A base image from Debian packages where no registry is reachable (mmdebstrap, podman): minbase
+# with python3, venv and CA certificates; merged /usr by mmdebstrap's hook (the usrmerge package
+# pulls in perl); no documentation, manual pages or translations. About 130 MB.
+BASE_TAG ?= localhost/debian-py:bookworm
+base-image:  ## make a Debian base image with mmdebstrap and import it: make base-image BASE_TAG=...
+	mmdebstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+		--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+		--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+		--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+		--dpkgopt='path-exclude=/usr/share/locale/*' --aptopt='Acquire::Languages "none"' \
+		bookworm base.tar
+	podman import base.tar $(BASE_TAG)
+	rm -f base.tar
 
 deploy-check: $(VENV)/.installed-all  ## hadolint, kubernetes-validate, compose + workflow schemas (offline)
 	$(BIN)/python deploy/check.py
