@@ -17,19 +17,21 @@ skipped.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, and_, select
 
-from maskops.inference.projection import embedding_from_bytes
+from maskops.inference.projection import EMBEDDING_DTYPE
 from maskops.monitor.drift import get_drift_test
 from maskops.monitor.estimate import PerformanceEstimate, estimate_performance
 from maskops.monitor.records import utc_naive
 from maskops.monitor.reference import FeatureDrift, ReferenceProfile, compare_to_reference
-from maskops.monitor.schema import FaceRow, FeedbackRow, RequestRow
+from maskops.monitor.schema import PROBABILITY_COLUMNS, FaceRow, FeedbackRow, RequestRow
 from maskops.types import MaskClass
 
 FACE_FEATURES = ("confidence", "face_size", "face_score")
@@ -59,14 +61,43 @@ class FaceWindow:
         return np.array([index.get(t, -1) if t else -1 for t in self.true_labels], dtype=np.int64)
 
 
-def _floats(values: list[Any]) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+def _floats(values: Sequence[Any], missing: float = np.nan) -> np.ndarray:
+    """A column of numbers as float64 (None -> ``missing``)."""
+    return np.fromiter((missing if v is None else v for v in values), dtype=np.float64, count=len(values))
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[tuple[Any, ...]]:
+    """Rows as columns (``width`` empty ones when there are no rows)."""
+    return list(zip(*rows, strict=True)) if rows else [() for _ in range(width)]
+
+
+# what a window reads of a face: the numeric probability columns, not the JSON (no decoding per face)
+_FACE_COLUMNS = (
+    FaceRow.request_id,
+    FaceRow.confidence,
+    FaceRow.size,
+    FaceRow.face_score,
+    FaceRow.label,
+    FaceRow.embedding,
+    FeedbackRow.true_label,
+    *(FaceRow.__table__.c[column] for column in PROBABILITY_COLUMNS.values()),
+)
+_REQUEST_FEATURES = (
+    RequestRow.brightness,
+    RequestRow.contrast,
+    RequestRow.sharpness,
+    RequestRow.saturation,
+    RequestRow.n_faces,
+)
 
 
 def load_window(
     engine: Engine, *, since: datetime | None = None, last: int | None = None, site: str | None = None
 ) -> FaceWindow:
     """Read a window of the store.
+
+    One query reads the faces and one their requests (plus two single-row look-ups of the window's
+    ends for ``last``); each column becomes one array.
 
     Args:
         engine: the store.
@@ -83,76 +114,94 @@ def load_window(
         raise ValueError(f"last must be >= 1, got {last}")
     names = MaskClass.names()
     site_filter = [RequestRow.site == site] if site is not None else []
-    req_cols = (
-        RequestRow.created_at,
-        RequestRow.n_faces,
-        RequestRow.brightness,
-        RequestRow.contrast,
-        RequestRow.sharpness,
-        RequestRow.saturation,
+    faces_query = _with_feedback(select(*_FACE_COLUMNS)).join(
+        RequestRow, RequestRow.request_id == FaceRow.request_id
     )
-    face_cols = (
-        FaceRow.request_id,
-        FaceRow.confidence,
-        FaceRow.size,
-        FaceRow.face_score,
-        FaceRow.label,
-        FaceRow.embedding,
-    )
+    start: datetime | None = None
+    end: datetime | None = None
+    reqs: Sequence[Sequence[Any]]
     with engine.connect() as conn:
         if since is not None:
             since = utc_naive(since)
-            req_query = select(*req_cols).where(RequestRow.created_at >= since, *site_filter)
-            reqs = list(conn.execute(req_query).all())
-            faces = conn.execute(
-                _with_feedback(select(*face_cols, FaceRow.probabilities, FeedbackRow.true_label))
-                .join(RequestRow, RequestRow.request_id == FaceRow.request_id)
-                .where(RequestRow.created_at >= since, *site_filter)
+            reqs = conn.execute(
+                select(RequestRow.created_at, *_REQUEST_FEATURES).where(
+                    RequestRow.created_at >= since, *site_filter
+                )
             ).all()
+            faces = conn.execute(faces_query.where(RequestRow.created_at >= since, *site_filter)).all()
+            times = [r[0] for r in reqs]
+            if times:
+                start, end = min(times), max(times)
+            req_columns = _columns(reqs, 1 + len(_REQUEST_FEATURES))[1:]
         else:
             faces = conn.execute(
-                _with_feedback(select(*face_cols, FaceRow.probabilities, FeedbackRow.true_label))
-                .join(RequestRow, RequestRow.request_id == FaceRow.request_id)
-                .where(*site_filter)
+                faces_query.where(*site_filter)
                 .order_by(RequestRow.created_at.desc(), FaceRow.request_id, FaceRow.face_index)
                 .limit(last)
             ).all()
-            ids = sorted({f.request_id for f in faces})
             reqs = []
-            for i in range(0, len(ids), 500):  # bounded IN lists
-                chunk = ids[i : i + 500]
-                reqs += conn.execute(select(*req_cols).where(RequestRow.request_id.in_(chunk))).all()
+            if faces:
+                # newest request first: the window spans the last face's request to the first one's,
+                # and its requests are among those served since the last face's
+                start, end = (
+                    conn.execute(
+                        select(RequestRow.created_at).where(RequestRow.request_id == rid)
+                    ).scalar_one()
+                    for rid in (faces[-1][0], faces[0][0])
+                )
+                ids = {f[0] for f in faces}
+                candidates = conn.execute(
+                    select(RequestRow.request_id, *_REQUEST_FEATURES).where(
+                        RequestRow.created_at >= start, *site_filter
+                    )
+                ).all()
+                reqs = sorted((r for r in candidates if r[0] in ids), key=itemgetter(0))
+            req_columns = _columns(reqs, 1 + len(_REQUEST_FEATURES))[1:]
+    (_, confidence, size, face_score, label, embedding, true_label, *probs) = _columns(
+        faces, len(_FACE_COLUMNS)
+    )
     numeric = {
-        "confidence": _floats([f.confidence for f in faces]),
-        "face_size": _floats([f.size for f in faces]),
-        "face_score": _floats([f.face_score for f in faces]),
-        **{q: _floats([getattr(r, q) for r in reqs]) for q in IMAGE_FEATURES if q != "face_count"},
-        "face_count": _floats([r.n_faces for r in reqs]),
+        "confidence": _floats(confidence),
+        "face_size": _floats(size),
+        "face_score": _floats(face_score),
+        **{q: _floats(values) for q, values in zip(IMAGE_FEATURES, req_columns, strict=True)},
     }
-    probs = np.array([[float(f.probabilities.get(c, 0.0)) for c in names] for f in faces], dtype=np.float64)
-    times = [r.created_at for r in reqs]
+    # a class the face has no probability of counts 0 (PROBABILITY_COLUMNS holds MaskClass order)
+    probabilities = np.stack([_floats(p, missing=0.0) for p in probs], axis=1) if faces else None
     return FaceWindow(
-        start=min(times) if times else None,
-        end=max(times) if times else None,
+        start=start,
+        end=end,
         n_requests=len(reqs),
         n_faces=len(faces),
         numeric=numeric,
-        categorical={CLASS_MIX: [f.label for f in faces]},
-        probabilities=probs.reshape(-1, len(names)),
+        categorical={CLASS_MIX: list(label)},
+        probabilities=np.zeros((0, len(names))) if probabilities is None else probabilities,
         class_names=names,
-        true_labels=[f.true_label for f in faces],
-        embeddings=_embeddings([f.embedding for f in faces]),
+        true_labels=list(true_label),
+        embeddings=_embeddings(embedding),
     )
 
 
-def _embeddings(blobs: list[bytes | None]) -> np.ndarray | None:
+def _embeddings(blobs: Sequence[bytes | None]) -> np.ndarray | None:
     """The logged embeddings as (faces, dims) float32 rows; faces without one, or with another width
-    than the most common (a model change inside the window), are left out. None when no face has one."""
-    arrays = [embedding_from_bytes(b) for b in blobs if b]
-    if not arrays:
+    than the most common (a model change inside the window), are left out. None when no face has one.
+
+    Raises:
+        ValueError: a blob that is not a whole number of ``EMBEDDING_DTYPE`` values.
+    """
+    dtype = np.dtype(EMBEDDING_DTYPE).newbyteorder("<")
+    kept = [bytes(b) for b in blobs if b]
+    if not kept:
         return None
-    width = Counter(len(a) for a in arrays).most_common(1)[0][0]
-    return np.stack([a for a in arrays if len(a) == width]).astype(np.float32)
+    sizes = Counter(len(b) for b in kept)
+    bad = [n for n in sizes if n % dtype.itemsize]
+    if bad:
+        raise ValueError(
+            f"faces.embedding: a blob of {bad[0]} bytes is not a whole number of {dtype.name} values"
+        )
+    nbytes = sizes.most_common(1)[0][0]
+    joined = b"".join(b for b in kept if len(b) == nbytes)
+    return np.frombuffer(joined, dtype=dtype).reshape(-1, nbytes // dtype.itemsize).astype(np.float32)
 
 
 def _with_feedback(query: Any) -> Any:
