@@ -8,9 +8,11 @@ answering exactly as before. A new champion in the MLflow registry is picked up 
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -261,3 +263,14 @@ def test_a_new_champion_in_the_registry_is_picked_by_a_reload(
     registry.set_alias("facemask", registry.CHAMPION, 1, tracking_uri=uri)  # a rollback is a reload too
     assert client.post("/v1/models/reload", params={"source": "registry"}).status_code == 200
     assert _answer(client, image, "facemask") == champion1
+
+
+def test_a_replaced_model_set_is_freed(client: TestClient) -> None:
+    """Nothing keeps the models of an old generation (their ONNX sessions) once its requests are done."""
+    service = client.app.state.service  # type: ignore[attr-defined]
+    sets = [weakref.ref(service.models)]
+    for _ in range(2):
+        assert client.post("/v1/models/reload").status_code == 200
+        sets.append(weakref.ref(service.models))
+    gc.collect()
+    assert [s() is None for s in sets] == [True, True, False]

@@ -88,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             s.workers,
             "on" if s.auth else "off",
         )
+        # this frame lives until shutdown: holding the first set here would keep it after every reload
+        del models_set
         try:
             yield
         finally:
