@@ -616,7 +616,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=40.0, help="load per fault (db, disk, model, detector)")
     p.add_argument("--down-at", type=float, default=10.0, help="db/disk: database stopped at")
     p.add_argument("--down", type=float, default=15.0, help="db/disk: seconds down")
-    p.add_argument("--spool-size", default="128k", help="disk: size of the spool's file system")
+    p.add_argument("--spool-size", default="64k", help="disk: size of the spool's file system")
     p.add_argument("--delete-at", type=float, default=10.0, help="model/detector: files deleted at")
     p.add_argument("--reload-after", type=float, default=10.0, help="model/detector: reload this much later")
     p.add_argument("--signal-at", type=float, default=10.0, help="sigterm/kill: signal at")

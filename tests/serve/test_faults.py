@@ -83,6 +83,25 @@ def test_a_spool_append_cut_by_a_full_disk_leaves_nothing(
     assert "skipping" not in caplog.text
 
 
+def test_the_replay_goes_on_when_the_full_disk_cannot_take_its_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The replay empties the spool (freeing the disk) even when ``spool.offset`` cannot be saved;
+    before, it wrote its first chunk again and again and every new record was dropped."""
+    spool = Spool(tmp_path / "spool")
+    spool.append([make_record(f"s{i}") for i in range(5)])
+
+    def full(offset: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool, "_save_offset", full)
+    got: list[str] = []
+    assert spool.replay(lambda records: got.extend(r.request_id for r in records), chunk=2) == 5
+    assert got == [f"s{i}" for i in range(5)]
+    assert not spool.path.exists() and not spool
+    assert caplog.text.count("cannot be saved") == 1
+
+
 def test_dropped_records_are_counted_exactly_when_the_spool_disk_fills(
     tmp_path: Path, disk_of: Callable[[Path, int], list[int]]
 ) -> None:

@@ -1,8 +1,8 @@
 """A durable local spool for records the database could not take: JSON lines, fsynced per batch.
 
 Appends go to the end of ``spool.jsonl``; replay reads from the committed offset (kept in
-``spool.offset``, fsynced after each replayed chunk) so a crash during replay resumes where it
-stopped. Once everything is replayed both files are emptied. A line cut short by a crash in the
+``spool.offset``, fsynced after each replayed chunk, or in memory while the disk is full) so a
+crash during replay resumes where it stopped. Once everything is replayed both files are emptied. A line cut short by a crash in the
 middle of an append is skipped with a warning (only the last line can be).
 """
 
@@ -28,6 +28,7 @@ class Spool:
         self.offset_path = self.directory / "spool.offset"
         self._lock = threading.Lock()
         self._tail_checked = False
+        self._unsaved: int | None = None  # replay offset the disk had no room to save
 
     def append(self, records: Sequence[PredictionRecord]) -> None:
         """Append ``records`` and fsync before returning.
@@ -80,6 +81,8 @@ class Spool:
             return False
 
     def _offset(self) -> int:
+        if self._unsaved is not None:
+            return self._unsaved
         try:
             return int(self.offset_path.read_text(encoding="ascii").strip() or 0)
         except (FileNotFoundError, ValueError):
@@ -87,11 +90,33 @@ class Spool:
 
     def _save_offset(self, offset: int) -> None:
         tmp = self.offset_path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="ascii") as fh:
-            fh.write(str(offset))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.offset_path)
+        try:
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(str(offset))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.offset_path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _advance(self, offset: int) -> None:
+        """Save the replay offset; on a full disk keep it in memory so the replay goes on (it empties
+        the spool, which frees the disk). A restart before that replays from the last saved offset:
+        the store skips the request ids it already holds, so nothing is stored twice."""
+        try:
+            self._save_offset(offset)
+        except OSError as exc:
+            if self._unsaved is None:
+                logger.warning(
+                    "spool %s: the replay offset cannot be saved (%s); kept in memory until the spool "
+                    "is replayed",
+                    self.path,
+                    exc.strerror or exc,
+                )
+            self._unsaved = offset
+            return
+        self._unsaved = None
 
     def pending_bytes(self) -> int:
         try:
@@ -122,6 +147,7 @@ class Spool:
                     # fully replayed: start the files afresh (appends wait for the lock)
                     self.path.unlink()
                     self.offset_path.unlink(missing_ok=True)
+                    self._unsaved = None
                     return replayed
             records = []
             for line in lines:
@@ -137,5 +163,5 @@ class Spool:
             if records:
                 write(records)
             with self._lock:
-                self._save_offset(offset + sum(len(line) for line in lines))
+                self._advance(offset + sum(len(line) for line in lines))
             replayed += len(records)
