@@ -24,7 +24,7 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, TextClause, and_, select, text
 
 from maskops.inference.projection import EMBEDDING_DTYPE
 from maskops.monitor.drift import get_drift_test
@@ -72,13 +72,9 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[tuple[Any, ...]]
 
 
 # what a window reads of a face: the numeric probability columns, not the JSON (no decoding per face)
+_FACE_KEYS = ("request_id", "confidence", "size", "face_score", "label", "embedding")
 _FACE_COLUMNS = (
-    FaceRow.request_id,
-    FaceRow.confidence,
-    FaceRow.size,
-    FaceRow.face_score,
-    FaceRow.label,
-    FaceRow.embedding,
+    *(FaceRow.__table__.c[key] for key in _FACE_KEYS),
     FeedbackRow.true_label,
     *(FaceRow.__table__.c[column] for column in PROBABILITY_COLUMNS.values()),
 )
@@ -135,9 +131,7 @@ def load_window(
             req_columns = _columns(reqs, 1 + len(_REQUEST_FEATURES))[1:]
         else:
             faces = conn.execute(
-                faces_query.where(*site_filter)
-                .order_by(RequestRow.created_at.desc(), FaceRow.request_id, FaceRow.face_index)
-                .limit(last)
+                _latest_faces_sql(conn.dialect.name, site), {"last": last, "site": site}
             ).all()
             reqs = []
             if faces:
@@ -179,6 +173,30 @@ def load_window(
         class_names=names,
         true_labels=list(true_label),
         embeddings=_embeddings(embedding),
+    )
+
+
+def _latest_faces_sql(dialect: str, site: str | None) -> TextClause:
+    """The latest faces (``:last`` of them, of ``:site`` when given) with ``_FACE_COLUMNS``, newest
+    request first, then by request id and face index.
+
+    The requests are read in time order from their ``created_at`` index and their faces looked up by
+    key; SQLite is told that join order (``CROSS JOIN``): its planner would otherwise scan every face
+    and sort them all, however small the window.
+    """
+    columns = ", ".join(
+        [
+            *(f"f.{key}" for key in _FACE_KEYS),
+            "fb.true_label",
+            *(f"f.{c}" for c in PROBABILITY_COLUMNS.values()),
+        ]
+    )
+    join = "CROSS JOIN" if dialect == "sqlite" else "JOIN"
+    where = "WHERE r.site = :site " if site is not None else ""
+    return text(
+        f"SELECT {columns} FROM requests AS r {join} faces AS f ON f.request_id = r.request_id "
+        "LEFT OUTER JOIN feedback AS fb ON fb.request_id = f.request_id AND fb.face_index = f.face_index "
+        f"{where}ORDER BY r.created_at DESC, f.request_id, f.face_index LIMIT :last"
     )
 
 
