@@ -81,11 +81,17 @@ def _rows(first: float | None, last: float | None) -> list[dict]:
 
 
 def test_criteria_pass_and_fail() -> None:
-    clean = {"errors": {}}
+    clean = soak.summarise([Sample(1.0, "single", "ok", 5.0, 1), Sample(1.0, "bad", "rejected", 5.0)], 1.0)
     checks = soak.criteria(clean, _rows(100.0, 140.0), 1000, 1090, 50, 50)
     assert all(c["pass"] for c in checks.values()), checks
+    samples = [
+        Sample(1.0, "single", "connection", 5.0),
+        Sample(1.0, "classify", "http_429", 5.0),
+        Sample(1.0, "stream", "stream_error", 5.0),
+        Sample(1.0, "bad", "bad_accepted", 5.0),
+    ]
     failing = soak.criteria(
-        {"errors": {"connection": 1, "http_429": 2, "bad_accepted": 1}},
+        soak.summarise(samples, 1.0),
         _rows(100.0, 160.0),
         1000,
         1200,
@@ -96,7 +102,12 @@ def test_criteria_pass_and_fail() -> None:
     assert failing["server_errors"]["value"] == 1
     assert failing["failed_good_requests"]["value"] == 3
     assert not any(c["pass"] for c in failing.values()), failing
+    assert failing["bad_uploads_4xx"]["value"] == 1
     assert soak.criteria(clean, _rows(None, 10.0), 1, 1, 0, 0)["p99_last_vs_first_window"]["pass"] is False
+    server_error_on_bad = soak.summarise([Sample(1.0, "bad", "server_error", 5.0)], 1.0)
+    checks = soak.criteria(server_error_on_bad, _rows(1.0, 1.0), 1, 1, 0, 0)
+    assert (checks["server_errors"]["value"], checks["failed_good_requests"]["value"]) == (1, 0)
+    assert checks["bad_uploads_4xx"]["value"] == 1
 
 
 def test_huge_png_is_a_complete_png_declaring_its_size() -> None:
