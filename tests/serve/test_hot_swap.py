@@ -12,6 +12,7 @@ import gc
 import os
 import shutil
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -116,7 +117,7 @@ def test_requests_keep_flowing_through_reloads(
             assert r.status_code == 200, r.text
             before = done[0]
             while done[0] < before + 8 and all(t.is_alive() for t in threads):  # traffic between reloads
-                threading.Event().wait(0.01)
+                time.sleep(0.01)
     finally:
         stop.set()
         for t in threads:
