@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -80,13 +81,21 @@ def percentile_from_bins(bins: Counter[int], q: float) -> float | None:
     return None  # pragma: no cover - the loop always reaches n
 
 
+@lru_cache(maxsize=4096)
+def _bin_ms(k: int) -> float:
+    return round(bin_latency_ms(k), 2)
+
+
 def _row(
     start: datetime | None,
     site: str | None,
     latency: tuple[int, int | None, int | None] | None,
     faces: Mapping[str, int],
 ) -> StatsRow:
-    classified = sum(n for label, n in faces.items() if label in CLASSIFIED)
+    classified = 0
+    for label, n in faces.items():
+        if label in CLASSIFIED:
+            classified += n
     n, p50, p95 = latency or (0, None, None)
     return StatsRow(
         bucket_start=start,
@@ -94,8 +103,8 @@ def _row(
         requests=n,
         faces=dict(sorted(faces.items())),
         compliance_rate=faces.get(COMPLIANT, 0) / classified if classified else None,
-        p50_ms=None if p50 is None else round(bin_latency_ms(p50), 2),
-        p95_ms=None if p95 is None else round(bin_latency_ms(p95), 2),
+        p50_ms=None if p50 is None else _bin_ms(p50),
+        p95_ms=None if p95 is None else _bin_ms(p95),
     )
 
 
@@ -229,14 +238,16 @@ def business_stats(
         latency, total_latency = _latency(conn, req_t, period, where)
         face_rows = conn.execute(face_q).all()
     faces: dict[tuple[int, str], dict[str, int]] = {}
-    all_faces: Counter[str] = Counter()
+    all_faces: dict[str, int] = {}
     for b, s, label, n in face_rows:  # one row per (bucket, site, source, label)
         counts = faces.setdefault((b, s), {})
-        counts[label] = counts.get(label, 0) + int(n)
-        all_faces[label] += int(n)
+        counts[label] = counts.get(label, 0) + n
+        all_faces[label] = all_faces.get(label, 0) + n
+    bucket_start = {b: _EPOCH + timedelta(hours=b * width) for b, _ in latency.keys() | faces.keys()}
+    no_faces: dict[str, int] = {}
     rows = [
-        _row(_EPOCH + timedelta(hours=b * width), s or None, latency.get((b, s)), faces.get((b, s), {}))
-        for b, s in sorted(latency.keys() | faces.keys())
+        _row(bucket_start[key[0]], key[1] or None, latency.get(key), faces.get(key, no_faces))
+        for key in sorted(latency.keys() | faces.keys())
     ]
     total_n = total_latency[0]
     return StatsReport(
