@@ -81,6 +81,10 @@ def test_ks_threshold_override_is_reported() -> None:
     res = ks(REF, REF + 5, threshold=0.2)
     assert res.threshold == 0.2
     assert res.drifted
+    assert res.threshold_source == "given"
+    default = ks(REF, REF + 5)
+    assert (default.threshold, default.threshold_source) == (0.05, "default")
+    assert ks([1.0], REF, threshold=0.2).threshold_source == "given"  # not enough data says it too
 
 
 def test_wasserstein_is_in_reference_standard_deviations() -> None:
