@@ -233,3 +233,25 @@ def test_keys_entry_prints_a_valid_entry() -> None:
     assert other != secret  # a new key each time
     bad = CliRunner().invoke(cli_app, ["keys", "entry", "ops", "--role", "root"])
     assert bad.exit_code == 2 and "unknown role 'root'" in bad.output
+
+
+def test_serve_stops_with_a_clear_error_on_a_malformed_entry(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(a))
+    path = tmp_path / "api-keys"
+    path.write_text(f"ops:admin:{'k' * 32}\nweb:predictor:{'w' * 40}\n", encoding="utf-8")
+    monkeypatch.setenv(FILE_VAR, str(path))
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        r = CliRunner().invoke(cli_app, ["serve", "--auth", "--log-format", "text"])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert r.exit_code == 2 and not started
+    assert f"error: MASKOPS_API_KEYS_FILE {path} line 2 (web): unknown role 'predictor'" in r.output
+    assert "w" * 40 not in r.output and "k" * 32 not in r.output and "Traceback" not in r.output

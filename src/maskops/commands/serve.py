@@ -64,6 +64,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from maskops.serve.app import create_app
+        from maskops.serve.keys import KeyProvisioningError
         from maskops.serve.logs import configure_logging
         from maskops.serve.settings import ServeSettings
 
@@ -86,6 +87,11 @@ def register(app: typer.Typer) -> None:
         configure_logging(settings.log_format, settings.log_level)
         previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
         try:
-            uvicorn.run(create_app(settings), **uvicorn_options(settings))
+            try:
+                app = create_app(settings)
+            except KeyProvisioningError as exc:  # names the variable or file and the entry, never a key
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(code=2) from exc
+            uvicorn.run(app, **uvicorn_options(settings))
         finally:
             signal.signal(signal.SIGTERM, previous)
