@@ -47,7 +47,9 @@ a window of one long video stream, whose frames are even more alike, is more clu
 The embedding's MMD is calibrated too (windows up to ``MMD_CAP`` faces), but its permutation
 p-value cannot go below 1 / (1 + ``MMD_PERMUTATIONS``): when photos make the embeddings so clustered
 that the calibrated threshold falls under that floor, the embedding test cannot fire at the aimed
-rate, and the calibration says so by a threshold it never reaches.
+rate, and the calibration says so by a threshold it never reaches (and a logged warning).
+Window sizes larger than the reference's faces are skipped; a reference with fewer than
+``MIN_CALIBRATION_IMAGES`` images holding a face is not calibrated at all.
 Version-1 profiles (no calibration) still load and use the default thresholds.
 """
 
@@ -65,6 +67,7 @@ import numpy as np
 
 from maskops.monitor.drift import (
     MMD_CAP,
+    MMD_PERMUTATIONS,
     DriftResult,
     DriftTest,
     FeatureKind,
@@ -504,6 +507,15 @@ def calibrate_thresholds(
                 n_cur.append(float(np.median(lengths[name][si])))
                 found.append(t)
                 medians.append(float(np.median(v)))
+            if n_cur and test_name == "mmd" and max(found) < 1 / (1 + MMD_PERMUTATIONS):
+                logger.warning(
+                    "the calibrated %s threshold of %s (%.2g) is below the smallest permutation p-value "
+                    "(1/%d): the embedding test will not fire",
+                    test_name,
+                    name,
+                    max(found),
+                    1 + MMD_PERMUTATIONS,
+                )
             if n_cur:
                 order = np.argsort(n_cur, kind="stable")
                 thresholds.setdefault(name, {})[test_name] = CalibratedThreshold(
