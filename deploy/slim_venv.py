@@ -8,6 +8,8 @@ Run by the build stage's Python on the venv it has just installed:
   read by compilers and type checkers, never by the interpreter;
 - ``onnxruntime/capi/libonnxruntime.so.*``: ONNX Runtime's C API library. The Python binding
   (``onnxruntime_pybind11_state``) links the runtime statically and does not load it;
+- ``onnxruntime/transformers``: ONNX Runtime's optimiser for transformer models, a tool that
+  nothing in maskops calls;
 - ``cv2/data`` except the one Haar cascade the haar fallback detector reads
   (``haarcascade_frontalface_default.xml``, maskops.detect.detectors);
 - debug symbols of the packages' own extension modules (``strip --strip-unneeded``). The
@@ -86,6 +88,7 @@ def drop_files(site: Path) -> None:
                 os.remove(os.path.join(dirpath, name))
     for lib in (site / "onnxruntime" / "capi").glob("libonnxruntime.so*"):
         lib.unlink()
+    shutil.rmtree(site / "onnxruntime" / "transformers", ignore_errors=True)
     cascades = site / "cv2" / "data"
     if cascades.is_dir():
         for path in cascades.iterdir():
