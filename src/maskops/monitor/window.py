@@ -17,14 +17,14 @@ skipped.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, TextClause, and_, select, text
+from sqlalchemy import Connection, Engine, TextClause, and_, select, text
 
 from maskops.inference.projection import EMBEDDING_DTYPE
 from maskops.monitor.drift import get_drift_test
@@ -61,14 +61,44 @@ class FaceWindow:
         return np.array([index.get(t, -1) if t else -1 for t in self.true_labels], dtype=np.int64)
 
 
-def _floats(values: Sequence[Any], missing: float = np.nan) -> np.ndarray:
-    """A column of numbers as float64 (None -> ``missing``)."""
-    return np.fromiter((missing if v is None else v for v in values), dtype=np.float64, count=len(values))
+def _floats(values: np.ndarray, missing: float = np.nan) -> np.ndarray:
+    """An object column of numbers as float64 (None -> ``missing``)."""
+    out = values.astype(np.float64)  # None -> nan
+    if not np.isnan(missing):
+        out[values == None] = missing  # noqa: E711 (elementwise on an object array)
+    return out
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[tuple[Any, ...]]:
-    """Rows as columns (``width`` empty ones when there are no rows)."""
-    return list(zip(*rows, strict=True)) if rows else [() for _ in range(width)]
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[np.ndarray]:
+    """Rows as object columns (``width`` empty ones when there are no rows); plain tuples go through
+    one 2-D object array."""
+    if not rows:
+        return [np.empty(0, dtype=object) for _ in range(width)]
+    if isinstance(rows[0], tuple):
+        table = np.array(rows, dtype=object).reshape(len(rows), width)
+        return [table[:, k] for k in range(width)]
+    columns = [np.empty(len(rows), dtype=object) for _ in range(width)]
+    for column, values in zip(columns, zip(*rows, strict=True), strict=True):
+        column[:] = values
+    return columns
+
+
+def _tuples(conn: Connection, stmt: TextClause, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``stmt`` as the DBAPI cursor returns them (plain tuples, no ``Row`` per row)."""
+    compiled = stmt.compile(dialect=conn.dialect)
+    bound = compiled.construct_params(params)
+    args: Any = bound
+    if compiled.positional:
+        args = tuple(bound[key] for key in compiled.positiontup or ())
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is None:
+        raise RuntimeError("the store connection is closed")
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(compiled.string, args)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 # what a window reads of a face: the numeric probability columns, not the JSON (no decoding per face)
@@ -116,6 +146,7 @@ def load_window(
     start: datetime | None = None
     end: datetime | None = None
     reqs: Sequence[Sequence[Any]]
+    faces: Sequence[Sequence[Any]]
     with engine.connect() as conn:
         if since is not None:
             since = utc_naive(since)
@@ -130,9 +161,7 @@ def load_window(
                 start, end = min(times), max(times)
             req_columns = _columns(reqs, 1 + len(_REQUEST_FEATURES))[1:]
         else:
-            faces = conn.execute(
-                _latest_faces_sql(conn.dialect.name, site), {"last": last, "site": site}
-            ).all()
+            faces = _tuples(conn, _latest_faces_sql(conn.dialect.name, site), {"last": last, "site": site})
             reqs = []
             if faces:
                 # newest request first: the window spans the last face's request to the first one's,
@@ -168,10 +197,10 @@ def load_window(
         n_requests=len(reqs),
         n_faces=len(faces),
         numeric=numeric,
-        categorical={CLASS_MIX: list(label)},
+        categorical={CLASS_MIX: label.tolist()},
         probabilities=np.zeros((0, len(names))) if probabilities is None else probabilities,
         class_names=names,
-        true_labels=list(true_label),
+        true_labels=true_label.tolist(),
         embeddings=_embeddings(embedding),
     )
 
@@ -200,7 +229,7 @@ def _latest_faces_sql(dialect: str, site: str | None) -> TextClause:
     )
 
 
-def _embeddings(blobs: Sequence[bytes | None]) -> np.ndarray | None:
+def _embeddings(blobs: Iterable[bytes | None]) -> np.ndarray | None:
     """The logged embeddings as (faces, dims) float32 rows; faces without one, or with another width
     than the most common (a model change inside the window), are left out. None when no face has one.
 
