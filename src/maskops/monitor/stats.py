@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Literal
 
 import numpy as np
-from sqlalchemy import Connection, Engine, String, cast, func, literal_column, select
+from sqlalchemy import Connection, Engine, String, case, cast, func, literal_column, select
 
 from maskops.monitor.records import utc_naive
 from maskops.monitor.schema import DailyFaces, DailyRequests, HourlyFaces, HourlyRequests, bin_latency_ms
@@ -191,6 +191,33 @@ def _latency(
     return per, (total, p50, p95)
 
 
+def _faces(
+    conn: Connection, t: type[HourlyFaces | DailyFaces], period: str, where: Callable
+) -> tuple[dict[tuple[int, str], dict[str, int]], dict[str, int]]:
+    """Faces per label per (bucket, site), and over the whole window.
+
+    One row per (bucket, site), grouped in primary-key order (no sort), with a column per label of
+    ``FACE_COLUMNS`` and one for the faces of any other label, which are then read per label (none
+    in the store as the service writes it)."""
+    col = getattr(t, period)
+    known = FACE_COLUMNS
+    other = func.sum(case((t.label.not_in(known), t.faces), else_=0))
+    per_label = [func.sum(case((t.label == name, t.faces), else_=0)) for name in known]
+    rows = conn.execute(select(col, t.site, other, *per_label).where(*where(t)).group_by(col, t.site)).all()
+    faces = {(r[0], r[1]): {name: n for name, n in zip(known, r[3:], strict=True) if n} for r in rows}
+    totals = {name: n for i, name in enumerate(known) if (n := sum(r[3 + i] for r in rows))}
+    if any(r[2] for r in rows):
+        q = (
+            select(col, t.site, t.label, func.sum(t.faces))
+            .where(*where(t), t.label.not_in(known))
+            .group_by(col, t.site, t.label)
+        )
+        for b, s, label, n in conn.execute(q):
+            faces[(b, s)][label] = int(n)
+            totals[label] = totals.get(label, 0) + int(n)
+    return faces, totals
+
+
 def business_stats(
     engine: Engine,
     start: datetime,
@@ -228,21 +255,9 @@ def business_stats(
             conds.append(table.source == source)
         return conds
 
-    fb = getattr(face_t, period).label("b")
-    face_q = (  # grouped by the primary key's columns: read in index order, no sort
-        select(fb, face_t.site, face_t.label, func.sum(face_t.faces))
-        .where(*where(face_t))
-        .group_by(fb, face_t.site, face_t.source, face_t.label)
-    )
     with engine.connect() as conn:
         latency, total_latency = _latency(conn, req_t, period, where)
-        face_rows = conn.execute(face_q).all()
-    faces: dict[tuple[int, str], dict[str, int]] = {}
-    all_faces: dict[str, int] = {}
-    for b, s, label, n in face_rows:  # one row per (bucket, site, source, label)
-        counts = faces.setdefault((b, s), {})
-        counts[label] = counts.get(label, 0) + n
-        all_faces[label] = all_faces.get(label, 0) + n
+        faces, all_faces = _faces(conn, face_t, period, where)
     bucket_start = {b: _EPOCH + timedelta(hours=b * width) for b, _ in latency.keys() | faces.keys()}
     no_faces: dict[str, int] = {}
     rows = [
