@@ -253,3 +253,18 @@ def test_embedding_blob_of_a_partial_value_is_named(store: Engine) -> None:
     )
     with pytest.raises(ValueError, match=r"faces\.embedding: a blob of 5 bytes"):
         load_window(store, last=10)
+
+
+def test_writer_and_spool_replay_write_the_probability_columns(store: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from maskops.monitor.spool import Spool
+    from maskops.monitor.writer import StoreWriter
+
+    Spool(tmp_path / "spool").append([make_record("spooled", ("without_mask",))])  # replayed first
+    with StoreWriter(store, tmp_path / "spool", flush_interval=0.05) as writer:
+        writer.submit(make_record("queued", ("mask_weared_incorrect", "uncertain")))
+        assert writer.flush()
+    cols = [FaceRow.__table__.c[c] for c in PROBABILITY_COLUMNS.values()]
+    with store.connect() as conn:
+        rows = conn.execute(select(FaceRow.request_id, FaceRow.probabilities, *cols)).all()
+    assert sorted(r[0] for r in rows) == ["queued", "queued", "spooled"]
+    assert all(list(r[2:]) == [r[1][n] for n in NAMES] for r in rows)
