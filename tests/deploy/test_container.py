@@ -154,7 +154,7 @@ def container_url(built_image: str) -> Iterator[str]:
         print(f"container start to /ready: {time.monotonic() - started:.1f} s")
         yield url
     finally:
-        _run([*PODMAN, "rm", "-f", name], 120)
+        _run([*PODMAN, "rm", "-f", "-v", name], 120)  # -v: the anonymous volume of /var/lib/maskops too
 
 
 def test_container_is_ready_with_its_models(container_url: str) -> None:
