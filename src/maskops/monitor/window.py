@@ -173,11 +173,7 @@ def load_window(
                     for rid in (faces[-1][0], faces[0][0])
                 )
                 ids = {f[0] for f in faces}
-                candidates = conn.execute(
-                    select(RequestRow.request_id, *_REQUEST_FEATURES).where(
-                        RequestRow.created_at >= start, *site_filter
-                    )
-                ).all()
+                candidates = _tuples(conn, _requests_since_sql(site), {"oldest": faces[-1][0], "site": site})
                 reqs = sorted((r for r in candidates if r[0] in ids), key=itemgetter(0))
             req_columns = _columns(reqs, 1 + len(_REQUEST_FEATURES))[1:]
     (_, confidence, size, face_score, label, embedding, true_label, *probs) = _columns(
@@ -226,6 +222,17 @@ def _latest_faces_sql(dialect: str, site: str | None) -> TextClause:
         f"SELECT {columns} FROM requests AS r {join} faces AS f ON f.request_id = r.request_id "
         "LEFT OUTER JOIN feedback AS fb ON fb.request_id = f.request_id AND fb.face_index = f.face_index "
         f"{where}ORDER BY r.created_at DESC, f.request_id, f.face_index LIMIT :last"
+    )
+
+
+def _requests_since_sql(site: str | None) -> TextClause:
+    """The requests (of ``:site`` when given) served at or after request ``:oldest``: their id and
+    ``_REQUEST_FEATURES``."""
+    columns = ", ".join(["request_id", *(c.key for c in _REQUEST_FEATURES)])
+    where = " AND site = :site" if site is not None else ""
+    return text(
+        f"SELECT {columns} FROM requests "
+        f"WHERE created_at >= (SELECT created_at FROM requests WHERE request_id = :oldest){where}"
     )
 
 
