@@ -91,6 +91,7 @@ def _row(
     site: str | None,
     latency: tuple[int, int | None, int | None] | None,
     faces: Mapping[str, int],
+    sorted_faces: bool = False,
 ) -> StatsRow:
     classified = 0
     for label, n in faces.items():
@@ -101,7 +102,7 @@ def _row(
         bucket_start=start,
         site=site,
         requests=n,
-        faces=dict(sorted(faces.items())),
+        faces=dict(faces) if sorted_faces else dict(sorted(faces.items())),
         compliance_rate=faces.get(COMPLIANT, 0) / classified if classified else None,
         p50_ms=None if p50 is None else _bin_ms(p50),
         p95_ms=None if p95 is None else _bin_ms(p95),
@@ -200,7 +201,7 @@ def _faces(
     ``FACE_COLUMNS`` and one for the faces of any other label, which are then read per label (none
     in the store as the service writes it)."""
     col = getattr(t, period)
-    known = FACE_COLUMNS
+    known = sorted(FACE_COLUMNS)  # each bucket's dict comes out in label order
     other = func.sum(case((t.label.not_in(known), t.faces), else_=0))
     per_label = [func.sum(case((t.label == name, t.faces), else_=0)) for name in known]
     rows = conn.execute(select(col, t.site, other, *per_label).where(*where(t)).group_by(col, t.site)).all()
@@ -213,7 +214,9 @@ def _faces(
             .group_by(col, t.site, t.label)
         )
         for b, s, label, n in conn.execute(q):
-            faces[(b, s)][label] = int(n)
+            counts = faces[(b, s)]
+            counts[label] = int(n)
+            faces[(b, s)] = dict(sorted(counts.items()))
             totals[label] = totals.get(label, 0) + int(n)
     return faces, totals
 
@@ -261,7 +264,7 @@ def business_stats(
     bucket_start = {b: _EPOCH + timedelta(hours=b * width) for b, _ in latency.keys() | faces.keys()}
     no_faces: dict[str, int] = {}
     rows = [
-        _row(bucket_start[key[0]], key[1] or None, latency.get(key), faces.get(key, no_faces))
+        _row(bucket_start[key[0]], key[1] or None, latency.get(key), faces.get(key, no_faces), True)
         for key in sorted(latency.keys() | faces.keys())
     ]
     total_n = total_latency[0]
