@@ -181,13 +181,15 @@ def _latency(
     if len(flat) != int(sizes.sum()):  # pragma: no cover - the database wrote every number
         raise RuntimeError(f"latency rollup: parsed {len(flat)} (bin, requests) pairs of {int(sizes.sum())}")
     bins, counts = flat // _PAIR - _BIN_OFFSET, flat % _PAIR
-    gid, totals, pct = latency_percentile_bins(np.repeat(np.arange(len(rows)), sizes), bins, counts)
-    per: dict[tuple[int, str], tuple[int, int | None, int | None]] = {
-        (rows[g][0], rows[g][1]): (tot, p50, p95)
-        for g, tot, p50, p95 in zip(
-            gid.tolist(), totals.tolist(), pct[0].tolist(), pct[1].tolist(), strict=True
+    # every row holds at least one pair, so the group ids come back as 0 .. len(rows) - 1
+    _, totals, pct = latency_percentile_bins(np.repeat(np.arange(len(rows)), sizes), bins, counts)
+    per: dict[tuple[int, str], tuple[int, int | None, int | None]] = dict(
+        zip(
+            [(r[0], r[1]) for r in rows],
+            zip(totals.tolist(), pct[0].tolist(), pct[1].tolist(), strict=True),
+            strict=True,
         )
-    }
+    )
     total, (p50, p95) = _bin_totals(bins, counts)
     return per, (total, p50, p95)
 
@@ -206,7 +208,8 @@ def _faces(
     per_label = [func.sum(case((t.label == name, t.faces), else_=0)) for name in known]
     rows = conn.execute(select(col, t.site, other, *per_label).where(*where(t)).group_by(col, t.site)).all()
     faces = {(r[0], r[1]): {name: n for name, n in zip(known, r[3:], strict=True) if n} for r in rows}
-    totals = {name: n for i, name in enumerate(known) if (n := sum(r[3 + i] for r in rows))}
+    columns = list(zip(*rows, strict=True))[3:] if rows else [() for _ in known]
+    totals = {name: n for name, column in zip(known, columns, strict=True) if (n := sum(column))}
     if any(r[2] for r in rows):
         q = (
             select(col, t.site, t.label, func.sum(t.faces))
@@ -261,11 +264,12 @@ def business_stats(
     with engine.connect() as conn:
         latency, total_latency = _latency(conn, req_t, period, where)
         faces, all_faces = _faces(conn, face_t, period, where)
-    bucket_start = {b: _EPOCH + timedelta(hours=b * width) for b, _ in latency.keys() | faces.keys()}
+    keys = sorted(latency.keys() | faces.keys())
+    bucket_start = {b: _EPOCH + timedelta(hours=b * width) for b in {key[0] for key in keys}}
     no_faces: dict[str, int] = {}
     rows = [
         _row(bucket_start[key[0]], key[1] or None, latency.get(key), faces.get(key, no_faces), True)
-        for key in sorted(latency.keys() | faces.keys())
+        for key in keys
     ]
     total_n = total_latency[0]
     return StatsReport(
