@@ -67,18 +67,20 @@ def test_replay_rate_limit_and_loop(folder: Path, tmp_path: Path) -> None:
     waits: list[float] = []
     files = image_files(folder)
     assert len(files) == 4
+    now = [0.0]  # a fake clock that only the fake sleep advances: pacing does not depend on speed
     summary = replay(
         files,
         lambda data, name: sent.append(name) or 200,
         rate=1000.0,
         limit=5,
         loop=True,
-        sleep=waits.append,
+        sleep=lambda s: (waits.append(s), now.__setitem__(0, now[0] + s)),
+        clock=lambda: now[0],
     )
     assert summary.sent == summary.ok == 5
     assert sent == ["0.jpg", "1.jpg", "2.jpg", "0.jpg", "1.jpg"]
     assert len(summary.unreadable) == 1  # broken.jpg (the second pass stops at the limit before it)
-    assert 0 < max(waits) <= 0.005  # paced at 1 ms per image (the fake sleep does not advance time)
+    assert waits == pytest.approx([0.001] * 4)  # paced at 1 ms per image after the first
 
 
 def test_replay_without_readable_images_stops(tmp_path: Path) -> None:

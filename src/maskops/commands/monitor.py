@@ -288,7 +288,8 @@ def _drift_text(report: DriftReport) -> str:
         verdict = "DRIFT" if r.drifted else ("no data" if r.score is None else "ok")
         score = "-" if r.score is None else f"{r.score:.4g}"
         lines.append(
-            f"  {f.feature:<12} {r.test:<12} score {score:<10} threshold {r.threshold:<6g} {verdict}"
+            f"  {f.feature:<12} {r.test:<12} score {score:<10} threshold {r.threshold:<9.3g} "
+            f"({r.threshold_source}) {verdict}"
         )
     e = report.estimate
     if e is not None and e.expected_accuracy is not None:

@@ -127,6 +127,7 @@ def replay(
     limit: int | None = None,
     loop: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> ReplaySummary:
     """Send ``files`` (changed by ``transforms``) through ``send`` at ``rate`` images per second.
 
@@ -134,9 +135,10 @@ def replay(
         rate: images per second (None: as fast as ``send`` returns).
         limit: stop after this many images.
         loop: start over at the end of the files (until ``limit``).
+        sleep, clock: how to wait and read the time (tests pass a fake pair).
     """
     summary = ReplaySummary()
-    started = time.perf_counter()
+    started = clock()
     interval = 1.0 / rate if rate else 0.0
     while True:
         before = summary.sent
@@ -144,7 +146,7 @@ def replay(
             if limit is not None and summary.sent >= limit:
                 break
             due = started + summary.sent * interval
-            wait = due - time.perf_counter()
+            wait = due - clock()
             if wait > 0:
                 sleep(wait)
             status = send(data, name)
@@ -153,7 +155,7 @@ def replay(
             summary.ok += status == 200
         if not loop or summary.sent == before or (limit is not None and summary.sent >= limit):
             break
-    summary.elapsed_s = time.perf_counter() - started
+    summary.elapsed_s = clock() - started
     return summary
 
 

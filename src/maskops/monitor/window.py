@@ -304,6 +304,7 @@ def _result_dict(f: FeatureDrift) -> dict[str, Any]:
         "test": r.test,
         "score": r.score,
         "threshold": r.threshold,
+        "threshold_source": r.threshold_source,
         "drifted": r.drifted,
         "statistic": r.statistic,
         "n_reference": r.n_reference,
