@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from maskops.monitor.records import PredictionRecord
 from maskops.monitor.schema import bin_latency_ms, latency_bin
-from maskops.monitor.stats import StatsReport, StatsRow, business_stats
+from maskops.monitor.stats import StatsReport, StatsRow, business_stats, latency_percentile_bins
 from maskops.monitor.store import epoch_hour, write_records
 
 EPOCH = datetime(1970, 1, 1)
@@ -135,3 +135,19 @@ def test_percentile_ranks_at_group_sizes_where_rounding_matters(store: Engine, n
     write_records(store, records[::-1])
     want = brute_force(records, T0, T0 + timedelta(hours=1), bucket="hour", site=None, source=None)
     assert business_stats(store, T0, T0 + timedelta(hours=1)) == want
+
+
+def test_latency_percentile_bins_equal_the_nearest_rank_per_group() -> None:
+    rng = np.random.default_rng(5)
+    groups = rng.integers(-3, 40, size=2000)  # any order, negative ids too
+    bins = rng.integers(-60, 120, size=2000)
+    counts = rng.integers(1, 9, size=2000)
+    gid, totals, pct = latency_percentile_bins(groups, bins, counts, qs=(1, 50, 95, 100))
+    assert gid.tolist() == sorted(set(groups.tolist()))
+    for j, g in enumerate(gid.tolist()):
+        each = sorted(
+            int(k) for k, n in zip(bins[groups == g], counts[groups == g], strict=True) for _ in range(n)
+        )
+        assert totals[j] == len(each)
+        for i, q in enumerate((1, 50, 95, 100)):
+            assert pct[i, j] == each[max(1, math.ceil(len(each) * q / 100)) - 1]
