@@ -1,4 +1,5 @@
-"""Migration 0006: the class probabilities as numeric columns, filled from the JSON, and back down.
+"""Migrations 0006 (the class probabilities as numeric columns, filled from the JSON) and 0007 (covering
+indexes of the rollups), up and back down.
 
 Runs on SQLite and PostgreSQL (``store_url``)."""
 
@@ -148,5 +149,42 @@ def test_0006_backfill_reads_json_written_as_the_store_writes_it(store_url: str)
             got = conn.execute(select(FaceRow.probabilities, *cols)).all()
         mismatches = [r for r in got if list(r[1:]) != [r[0].get(n) for n in NAMES]]
         assert mismatches == []
+    finally:
+        engine.dispose()
+
+
+def _indexes(engine, table: str) -> set[str]:  # type: ignore[no-untyped-def]
+    return {ix["name"] for ix in inspect(engine).get_indexes(table) if ix["name"]}
+
+
+def test_0007_adds_the_covering_indexes_of_the_rollups_and_drops_them_down(store_url: str) -> None:
+    tables = {
+        "hourly_requests": "ix_hourly_requests_cover",
+        "hourly_faces": "ix_hourly_faces_cover",
+        "daily_requests": "ix_daily_requests_cover",
+        "daily_faces": "ix_daily_faces_cover",
+    }
+    engine = make_engine(store_url)
+    try:
+        upgrade(engine, "0006")
+        assert all(ix not in _indexes(engine, t) for t, ix in tables.items())
+        upgrade(engine, "0007")
+        assert current_revision(engine) == "0007"
+        assert all(ix in _indexes(engine, t) for t, ix in tables.items())
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as conn:
+                plan = " ".join(
+                    str(r[-1])
+                    for r in conn.execute(
+                        text(
+                            "EXPLAIN QUERY PLAN SELECT hour, site, SUM(requests) FROM hourly_requests "
+                            "WHERE hour >= 0 AND hour < 720 GROUP BY hour, site"
+                        )
+                    )
+                )
+            # the stats query reads the index alone, not the table rows
+            assert "COVERING INDEX ix_hourly_requests_cover" in plan, plan
+        downgrade(engine, "0006")
+        assert all(ix not in _indexes(engine, t) for t, ix in tables.items())
     finally:
         engine.dispose()

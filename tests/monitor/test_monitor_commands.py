@@ -96,7 +96,7 @@ def test_prune_and_accuracy(filled: str) -> None:
 def test_migrate(tmp_path: Path) -> None:
     out = CliRunner().invoke(cli(), ["monitor", "migrate", "--db", f"sqlite:///{tmp_path / 'new.db'}"])
     assert out.exit_code == 0, out.output
-    assert "revision 0006" in out.stdout
+    assert "revision 0007" in out.stdout
 
 
 def test_window_parsing() -> None:

@@ -39,7 +39,7 @@ def test_migrations_up_down_up(store_url: str) -> None:
     try:
         upgrade(engine)
         assert set(inspect(engine).get_table_names()) >= TABLES
-        assert current_revision(engine) == "0006"
+        assert current_revision(engine) == "0007"
         downgrade(engine)
         assert not TABLES & set(inspect(engine).get_table_names())
         assert current_revision(engine) is None
@@ -241,6 +241,6 @@ def test_concurrent_upgrades_in_one_process_migrate_once(tmp_path) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT day, requests FROM daily_requests")).all() == [(2, 7)]

@@ -149,6 +149,9 @@ class HourlyRequests(Base):
     latency_bin: Mapped[int] = mapped_column(Integer, primary_key=True)
     requests: Mapped[int] = mapped_column(Integer)
 
+    # covering index (migration 0007): business stats read the rollups from the index alone
+    __table_args__ = (Index("ix_hourly_requests_cover", "hour", "site", "source", "latency_bin", "requests"),)
+
 
 class HourlyFaces(Base):
     __tablename__ = "hourly_faces"
@@ -158,6 +161,9 @@ class HourlyFaces(Base):
     source: Mapped[str] = mapped_column(String(16), primary_key=True)
     label: Mapped[str] = mapped_column(String(64), primary_key=True)
     faces: Mapped[int] = mapped_column(Integer)
+
+    # covering index (migration 0007): business stats read the rollups from the index alone
+    __table_args__ = (Index("ix_hourly_faces_cover", "hour", "site", "source", "label", "faces"),)
 
 
 class DailyRequests(Base):
@@ -171,6 +177,9 @@ class DailyRequests(Base):
     latency_bin: Mapped[int] = mapped_column(Integer, primary_key=True)
     requests: Mapped[int] = mapped_column(Integer)
 
+    # covering index (migration 0007): business stats read the rollups from the index alone
+    __table_args__ = (Index("ix_daily_requests_cover", "day", "site", "source", "latency_bin", "requests"),)
+
 
 class DailyFaces(Base):
     """``hourly_faces`` summed per UTC day."""
@@ -182,6 +191,9 @@ class DailyFaces(Base):
     source: Mapped[str] = mapped_column(String(16), primary_key=True)
     label: Mapped[str] = mapped_column(String(64), primary_key=True)
     faces: Mapped[int] = mapped_column(Integer)
+
+    # covering index (migration 0007): business stats read the rollups from the index alone
+    __table_args__ = (Index("ix_daily_faces_cover", "day", "site", "source", "label", "faces"),)
 
 
 class FaceCropRow(Base):
