@@ -36,7 +36,7 @@ from maskops.serve.routes import (
     stream,
 )
 from maskops.serve.routes.pages import STATIC_DIR
-from maskops.serve.service import MaskService
+from maskops.serve.service import MaskService, trim_when_idle
 from maskops.serve.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -90,9 +90,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         # this frame lives until shutdown: holding the first set here would keep it after every reload
         del models_set
+        trimmer = asyncio.create_task(trim_when_idle(metrics, s.idle_trim_s)) if s.idle_trim_s > 0 else None
         try:
             yield
         finally:
+            if trimmer is not None:
+                trimmer.cancel()
             if app.state.monitor is not None:
                 await app.state.monitor.stop()  # before the store it reads
                 app.state.monitor = None

@@ -37,6 +37,9 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # the gauge's value and when the last request ended, as plain numbers (set on the event loop)
+        self.busy = 0
+        self.last_done = time.monotonic()
         self.requests = PromCounter(
             "maskops_http_requests",
             "HTTP requests by route and status",

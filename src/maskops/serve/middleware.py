@@ -128,6 +128,7 @@ class RequestContextMiddleware:
             await send(message)
 
         self.metrics.inflight.inc()
+        self.metrics.busy += 1
         try:
             length = _header(scope, b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body:
@@ -168,6 +169,8 @@ class RequestContextMiddleware:
                 )
         finally:
             self.metrics.inflight.dec()
+            self.metrics.busy -= 1
+            self.metrics.last_done = time.monotonic()
             elapsed = time.perf_counter() - start
             route_path, api = _route_label(scope, status)
             method = scope.get("method", "-")

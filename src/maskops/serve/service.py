@@ -227,6 +227,22 @@ def trim_heap() -> bool:
     return bool(libc.malloc_trim(0))
 
 
+async def trim_when_idle(metrics: ServiceMetrics, idle_s: float) -> None:
+    """Run ``trim_heap`` once each time the server has served requests and then none for ``idle_s``
+    seconds (checked every ``idle_s / 2``), until cancelled.
+
+    Under load glibc's arenas grow and shrink in steps of some 10 MB and keep what they freed; an idle
+    server hands it back, so its resident size says what it holds rather than its busiest moment.
+    """
+    trimmed_after = metrics.last_done
+    while True:
+        await asyncio.sleep(idle_s / 2)
+        quiet = time.monotonic() - metrics.last_done >= idle_s
+        if metrics.busy == 0 and quiet and metrics.last_done != trimmed_after:
+            trimmed_after = metrics.last_done
+            await asyncio.to_thread(trim_heap)
+
+
 def detectors_of(settings: ServeSettings) -> Callable[[], FaceDetector]:
     """The factory of the configured detector; YuNet reads its weights from ``settings.yunet_path``
     and runs ``onnx_threads`` threads (there is one detector per worker thread)."""

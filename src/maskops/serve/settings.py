@@ -56,6 +56,12 @@ class ServeSettings(Settings):
         ge=1,
         description="on SIGTERM, seconds the requests in flight get to finish before they are cancelled",
     )
+    idle_trim_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="after this many seconds without a request, hand the heap's free memory back to the "
+        "OS once (glibc malloc_trim; 0: never)",
+    )
     # --- limits
     max_request_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="request body limit")
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="one image's byte limit")
