@@ -147,6 +147,12 @@ def test_feedback_route(make_client: Callable[..., TestClient]) -> None:
     assert no_face.json()["error"]["code"] == "unknown_face"
     bad = client.post("/v1/feedback", json={"request_id": "seen", "face_index": 0, "label": "beard"})
     assert bad.status_code == 422
+    # a body that is not UTF-8 JSON: the documented 400 in the error envelope (found by schemathesis)
+    garbled = client.post("/v1/feedback", content=b"\xff1", headers={"Content-Type": "application/json"})
+    assert garbled.status_code == 400
+    assert garbled.json()["error"]["code"] == "bad_request"
+    documented = client.app.openapi()["paths"]["/v1/feedback"]["post"]["responses"]
+    assert "400" in documented
 
 
 def test_stats_from_the_store_and_metrics(make_client: Callable[..., TestClient]) -> None:

@@ -45,6 +45,7 @@ class FeedbackResponse(BaseModel):
     response_model=FeedbackResponse,
     responses={
         **COMMON_ERRORS,
+        400: {"model": ErrorResponse, "description": "malformed body (not UTF-8 JSON)"},
         404: {"model": ErrorResponse, "description": "no such request or face in the prediction store"},
         503: {"model": ErrorResponse, "description": "the prediction store is off or does not answer"},
     },
