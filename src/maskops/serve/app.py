@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if models_set.face_problem():
             logger.warning("not ready: %s", models_set.face_problem())
         app.state.prediction_store = await asyncio.to_thread(start_store, s, counters)
+        service.measure_quality = app.state.prediction_store is not None
         app.state.monitor = None
         if s.monitor_config is not None:  # drift checks and alert rules in the background
             from maskops.monitor.runner import start_monitor, status_counts

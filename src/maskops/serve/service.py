@@ -38,6 +38,7 @@ from maskops.detect.pipeline import (
 )
 from maskops.inference.classifier import OnnxClassifier
 from maskops.inference.images import DecodedImage, decode_image
+from maskops.monitor.features import image_quality
 from maskops.serve.metrics import ServiceMetrics
 from maskops.serve.settings import ServeSettings
 from maskops.types import ModelSpec
@@ -343,6 +344,7 @@ class DetectOutcome:
     model: LoadedModel
     timings_ms: dict[str, float]
     annotated_jpeg: str | None = None
+    quality: dict[str, float] | None = None  # image quality, measured on the worker when recorded
 
     @property
     def faces(self) -> list[dict[str, Any]]:
@@ -383,6 +385,9 @@ class MaskService:
         self.pool = InferencePool(settings, metrics)
         self._models: ModelSet | None = None
         self._reload_lock = asyncio.Lock()
+        # set while the prediction store is on: the record's image quality is measured on the
+        # worker thread, beside the inference, not on the event loop that queues the record
+        self.measure_quality = False
 
     # --- models
     @property
@@ -497,7 +502,8 @@ class MaskService:
         timings = {k: round(v, 2) for k, v in timings.items()}
         if count:
             self.metrics.observe_image("ok", Counter(result.counts()).elements(), timings)
-        return DetectOutcome(img, result, face, timings, annotated)
+        quality = image_quality(img.image).as_dict() if self.measure_quality else None
+        return DetectOutcome(img, result, face, timings, annotated, quality)
 
     def classify_sync(self, model: LoadedModel, data: bytes, name: str) -> ClassifyOutcome:
         img, decode_ms = self._decode(data, name)
