@@ -49,6 +49,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,33 +109,23 @@ async def drive(
     counter = iter(range(10**9))
     end = run.t0 + seconds
 
-    async def worker(w: int) -> None:
-        reader = writer = None
-        while time.perf_counter() < end and not run.stop.is_set():
+    def running() -> bool:
+        return time.perf_counter() < end and not run.stop.is_set()
+
+    def answered(rid: str, outcome: str, sent: float, done: float) -> None:
+        run.shots.append(Shot(rid, sent - run.t0, done - run.t0, outcome))
+
+    def request_of(w: int) -> Callable[[], tuple[str, bytes]]:
+        def request() -> tuple[str, bytes]:
             i = next(counter)
             rid = f"{prefix}-{w}-{i}"
-            sent = run.now()
-            try:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                assert reader is not None
-                writer.write(ms._request(port, jpegs[i % len(jpegs)], rid))
-                await writer.drain()
-                status, _, close = await asyncio.wait_for(sl._read_response(reader), 60)
-                run.shots.append(Shot(rid, sent, run.now(), str(status)))
-                if close:
-                    writer.close()
-                    reader = writer = None
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-                run.shots.append(Shot(rid, sent, run.now(), type(exc).__name__))
-                if writer is not None:
-                    writer.close()
-                reader = writer = None
-                await asyncio.sleep(0.05)
-        if writer is not None:
-            writer.close()
+            return rid, ms._request(port, jpegs[i % len(jpegs)], rid)
 
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        return request
+
+    await asyncio.gather(
+        *(sl.keepalive_client(port, request_of(w), running, answered) for w in range(concurrency))
+    )
 
 
 def ready_state(port: int) -> str:

@@ -231,36 +231,27 @@ async def _load(port: int, jpeg: bytes, concurrency: int, seconds: float, prefix
     counter = iter(range(10**9))
     end = time.perf_counter() + seconds
 
-    async def worker(w: int) -> None:
-        reader = writer = None
-        while time.perf_counter() < end:
+    def answered(rid: str, outcome: str, sent: float, done: float) -> None:
+        if outcome == "200":
+            ok.append(rid)
+            latencies.append((done - sent) * 1000)
+        else:
+            failed[outcome] = failed.get(outcome, 0) + 1
+
+    def request_of(w: int):  # type: ignore[no-untyped-def]
+        def request() -> tuple[str, bytes]:
             rid = f"{prefix}-{w}-{next(counter)}"
-            try:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                t0 = time.perf_counter()
-                writer.write(_request(port, jpeg, rid))
-                await writer.drain()
-                status, _, close = await asyncio.wait_for(sl._read_response(reader), 60)
-                if status == 200:
-                    ok.append(rid)
-                    latencies.append((time.perf_counter() - t0) * 1000)
-                else:
-                    failed[str(status)] = failed.get(str(status), 0) + 1
-                if close:
-                    writer.close()
-                    reader = writer = None
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-                failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
-                if writer is not None:
-                    writer.close()
-                reader = writer = None
-                await asyncio.sleep(0.05)
-        if writer is not None:
-            writer.close()
+            return rid, _request(port, jpeg, rid)
+
+        return request
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    await asyncio.gather(
+        *(
+            sl.keepalive_client(port, request_of(w), lambda: time.perf_counter() < end, answered)
+            for w in range(concurrency)
+        )
+    )
     elapsed = time.perf_counter() - t0
     lat = np.asarray(latencies or [float("nan")])
     return {

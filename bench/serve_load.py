@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,40 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
             close = True
     body = await reader.readexactly(length)
     return status, body, close
+
+
+async def keepalive_client(
+    port: int,
+    request: Callable[[], tuple[str, bytes]],
+    running: Callable[[], bool],
+    answered: Callable[[str, str, float, float], None],
+) -> None:
+    """One keep-alive connection sending ``request()`` (an id and the raw HTTP bytes) while
+    ``running()``; each outcome goes to ``answered(id, status or error name, sent, done)``, both times
+    ``time.perf_counter()``. A dropped or failed connection is reopened after 50 ms."""
+    reader = writer = None
+    while running():
+        rid, data = request()
+        sent = time.perf_counter()
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert reader is not None
+            writer.write(data)
+            await writer.drain()
+            status, _, close = await asyncio.wait_for(_read_response(reader), 60)
+            answered(rid, str(status), sent, time.perf_counter())
+            if close:
+                writer.close()
+                reader = writer = None
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+            answered(rid, type(exc).__name__, sent, time.perf_counter())
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+            await asyncio.sleep(0.05)
+    if writer is not None:
+        writer.close()
 
 
 async def _worker(port: int, request: bytes, end: float, phase: Phase, sample: list[bytes]) -> None:
