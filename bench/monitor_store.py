@@ -20,7 +20,11 @@ not filled again: queries can be re-timed without the fill.
 ``overhead``: throughput of ``POST /v1/detect`` at concurrency 8 against ``maskops serve`` (a
 uvicorn subprocess on loopback, the shipped models, the 640x480 payload of ``bench/serve_load.py``)
 with the store off, on SQLite and on PostgreSQL, in interleaved rounds so the load of a shared
-machine hits every configuration alike. Target: store on >= 95 % of store off.
+machine hits every configuration alike. Target: store on >= 95 % of store off. With
+``--side-by-side`` the store-off server and a store-on one run at the same time, each in a CPU
+cgroup of its own (equal shares; a PostgreSQL server in the store-on group) under its own load at
+concurrency 8: the machine's other load then slows both alike, which interleaved rounds cannot
+promise on a shared machine (there, rounds of one configuration differ by up to 30 %).
 
 ``outage``: a PostgreSQL store stopped for ``--down`` seconds in the middle of a ``--seconds`` load
 run and started again. Every request carries its own ``X-Request-ID``; after the replay the store
@@ -35,7 +39,7 @@ shared machine, unlike ``overhead``): on the request path, ``build_record`` with
 features of the 640x480 payload; in the writer thread, ``write_records`` per record at batch sizes
 1, 5, 25 and 100 on SQLite and PostgreSQL (client-side CPU: ``time.thread_time``).
 
-    .venv/bin/python bench/monitor_store.py overhead [--rounds 3] [--seconds 20]
+    .venv/bin/python bench/monitor_store.py overhead [--rounds 3] [--seconds 20] [--side-by-side]
     .venv/bin/python bench/monitor_store.py cost [--records 2000]
     .venv/bin/python bench/monitor_store.py outage [--seconds 90] [--down 30]
     .venv/bin/python bench/monitor_store.py kill [--seconds 20]
@@ -44,6 +48,7 @@ features of the 640x480 payload; in the writer thread, ``write_records`` per rec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -347,6 +352,125 @@ def bench_overhead(args: argparse.Namespace) -> dict:
     return {"rounds": rows, "median_req_s": summary}
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            todo.extend(int(c) for c in task.read_text().split())
+    return out
+
+
+def _cpu_group(pids: list[int], name: str) -> Path | None:
+    """A CPU cgroup of its own (``container_load.own_cpu_cgroup``) holding ``pids``."""
+    from container_load import own_cpu_cgroup
+
+    group = own_cpu_cgroup(pids[0], name)
+    if group is not None:
+        for pid in pids[1:]:
+            (group / "cgroup.procs").write_text(str(pid))
+    return group
+
+
+def _remove_group(group: Path | None) -> None:
+    """Move the group's processes back to the root group and remove it."""
+    if group is None:
+        return
+    for pid in (group / "cgroup.procs").read_text().split():
+        with contextlib.suppress(OSError):  # exited meanwhile
+            (group.parent / "cgroup.procs").write_text(pid)
+    group.rmdir()
+
+
+async def _both(
+    port_a: int, port_b: int, jpeg: bytes, seconds: float, prefix_a: str, prefix_b: str
+) -> list[dict]:
+    """``_load`` at concurrency 8 on two servers at once."""
+    import asyncio
+
+    return list(
+        await asyncio.gather(
+            _load(port_a, jpeg, 8, seconds, prefix_a), _load(port_b, jpeg, 8, seconds, prefix_b)
+        )
+    )
+
+
+def bench_overhead_side_by_side(args: argparse.Namespace) -> dict:
+    """Store off and store on served at the same time, each server in a CPU cgroup of its own
+    (equal shares of the 2 cores; the PostgreSQL server in the store-on group), each under its own
+    closed-loop load at concurrency 8 from one client: whatever else runs on the machine slows
+    both alike, and the ratio of their req/s is the store's cost in throughput."""
+    import asyncio
+
+    jpeg = _payload(args)
+    cluster = _pg(args) if "postgresql" in args.configs else None
+    work = Path(tempfile.mkdtemp(prefix="maskops-bench-overhead-"))
+    out: dict[str, dict] = {}
+    try:
+        for config in (c for c in args.configs if c != "off"):
+            env_on = {"MASKOPS_WORK_DIR": str(work / config), "MASKOPS_STORE_PREDICTIONS": "true"}
+            if config == "postgresql":
+                assert cluster is not None
+                env_on["MASKOPS_DATABASE_URL"] = cluster.create_database("overhead_pair")
+            env_off = {"MASKOPS_WORK_DIR": str(work / f"off-{config}"), "MASKOPS_STORE_PREDICTIONS": "false"}
+            port_off, port_on = _serve_load().free_port(), _serve_load().free_port()
+            proc_off = _start(port_off, env_off, work / f"off-{config}.log")
+            proc_on = _start(port_on, env_on, work / f"{config}.log")
+            on_pids = _process_tree(proc_on.pid)
+            if cluster is not None and config == "postgresql":
+                postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+                on_pids += _process_tree(postmaster)
+            tag = f"maskops-bench-{os.getpid()}"
+            groups = [_cpu_group(_process_tree(proc_off.pid), f"{tag}-off"), _cpu_group(on_pids, f"{tag}-on")]
+            if None in groups:
+                print("cannot make CPU cgroups here: the two servers share the CPU without equal shares")
+            rounds = []
+            try:
+                for port in (port_off, port_on):
+                    asyncio.run(
+                        _serve_load().warm_up(port, _serve_load().build_request(port, "/v1/detect", jpeg), 20)
+                    )
+
+                for rnd in range(args.rounds):
+                    off, on = asyncio.run(
+                        _both(port_off, port_on, jpeg, args.seconds, f"off{rnd}", f"{config}{rnd}")
+                    )
+                    off.pop("ok_ids"), on.pop("ok_ids")
+                    ratio = on["req_s"] / off["req_s"] if off["req_s"] else float("nan")
+                    rounds.append({"off": off, "on": on, "ratio": round(ratio, 4)})
+                    print(
+                        f"round {rnd} {config:<10} off {off['req_s']:6.1f} req/s  on {on['req_s']:6.1f} req/s"
+                        f"  = {ratio:.1%}  (p99 {off['p99_ms']} / {on['p99_ms']} ms, failed {off['failed']} / {on['failed']})",
+                        flush=True,
+                    )
+            finally:
+                for proc in (proc_off, proc_on):
+                    _serve_load().stop_server(proc)
+                for group in groups:
+                    _remove_group(group)
+            ratios = [r["ratio"] for r in rounds]
+            total_off = sum(r["off"]["req_s"] for r in rounds)
+            total_on = sum(r["on"]["req_s"] for r in rounds)
+            out[config] = {
+                "rounds": rounds,
+                "median_ratio": round(statistics.median(ratios), 4),
+                "pooled_ratio": round(total_on / total_off, 4),
+                "cgroups": None not in groups,
+            }
+            print(
+                f"{config}: store on / off side by side: median of {len(ratios)} rounds "
+                f"{statistics.median(ratios):.1%} (min {min(ratios):.1%}, max {max(ratios):.1%}), "
+                f"pooled {total_on / total_off:.1%}",
+                flush=True,
+            )
+    finally:
+        if cluster is not None:
+            cluster.remove()
+    return out
+
+
 def bench_outage(args: argparse.Namespace) -> dict:
     import asyncio
     import threading
@@ -571,6 +695,11 @@ def main() -> None:
     overhead.add_argument("--configs", nargs="+", default=["off", "sqlite", "postgresql"])
     overhead.add_argument("--rounds", type=int, default=3)
     overhead.add_argument("--seconds", type=float, default=20.0)
+    overhead.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="store off and on served at the same time, each in a CPU cgroup of its own",
+    )
     outage = sub.add_parser("outage", help="PostgreSQL stopped and started during load")
     outage.add_argument("--seconds", type=float, default=90.0)
     outage.add_argument("--down-at", type=float, default=30.0)
@@ -589,7 +718,9 @@ def main() -> None:
         "machine": machine(),
         "results": {
             "stats": bench_stats,
-            "overhead": bench_overhead,
+            "overhead": bench_overhead_side_by_side
+            if getattr(args, "side_by_side", False)
+            else bench_overhead,
             "outage": bench_outage,
             "kill": bench_kill,
             "cost": bench_cost,
