@@ -116,10 +116,12 @@ async def keepalive_client(
     request: Callable[[], tuple[str, bytes]],
     running: Callable[[], bool],
     answered: Callable[[str, str, float, float], None],
+    on_response: Callable[[int, bytes], None] | None = None,
 ) -> None:
     """One keep-alive connection sending ``request()`` (an id and the raw HTTP bytes) while
     ``running()``; each outcome goes to ``answered(id, status or error name, sent, done)``, both times
-    ``time.perf_counter()``. A dropped or failed connection is reopened after 50 ms."""
+    ``time.perf_counter()``, and each response's status and body to ``on_response`` when given. A
+    dropped or failed connection is reopened after 50 ms."""
     reader = writer = None
     while running():
         rid, data = request()
@@ -130,8 +132,10 @@ async def keepalive_client(
             assert reader is not None
             writer.write(data)
             await writer.drain()
-            status, _, close = await asyncio.wait_for(_read_response(reader), 60)
+            status, body, close = await asyncio.wait_for(_read_response(reader), 60)
             answered(rid, str(status), sent, time.perf_counter())
+            if on_response is not None:
+                on_response(status, body)
             if close:
                 writer.close()
                 reader = writer = None
@@ -146,34 +150,27 @@ async def keepalive_client(
 
 
 async def _worker(port: int, request: bytes, end: float, phase: Phase, sample: list[bytes]) -> None:
-    reader = writer = None
-    while time.perf_counter() < end:
-        try:
-            if writer is None:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            assert reader is not None
-            t0 = time.perf_counter()
-            writer.write(request)
-            await writer.drain()
-            status, body, close = await asyncio.wait_for(_read_response(reader), 60)
-            dt = (time.perf_counter() - t0) * 1000.0
-            phase.statuses[status] = phase.statuses.get(status, 0) + 1
-            if status == 200:
-                phase.latencies_ms.append(dt)
-                if not sample:
-                    sample.append(body)
-            else:
-                phase.errors += 1
-            if close:
-                writer.close()
-                reader = writer = None
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+    """``keepalive_client`` sending ``request`` until ``end``: statuses and latencies into ``phase``,
+    the first 200 body into ``sample``."""
+
+    def answered(_rid: str, outcome: str, sent: float, done: float) -> None:
+        if not outcome.isdigit():
             phase.errors += 1
-            if writer is not None:
-                writer.close()
-            reader = writer = None
-    if writer is not None:
-        writer.close()
+            return
+        status = int(outcome)
+        phase.statuses[status] = phase.statuses.get(status, 0) + 1
+        if status == 200:
+            phase.latencies_ms.append((done - sent) * 1000.0)
+        else:
+            phase.errors += 1
+
+    def keep(status: int, body: bytes) -> None:
+        if status == 200 and not sample:
+            sample.append(body)
+
+    await keepalive_client(
+        port, lambda: ("", request), lambda: time.perf_counter() < end, answered, on_response=keep
+    )
 
 
 async def run_phase(
