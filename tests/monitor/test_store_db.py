@@ -98,6 +98,97 @@ def test_write_is_idempotent(store: Engine, record_factory: Callable[..., Predic
         assert face.embedding is None
 
 
+def test_a_batch_larger_than_one_insert_statement(
+    store: Engine, record_factory: Callable[..., PredictionRecord]
+) -> None:
+    """2,500 records in one write go into the request table in chunks of one multi-row INSERT each;
+    ids stored before (in any chunk) and ids repeated inside the batch are written once, and the
+    rollups count only the new ones."""
+    from datetime import timedelta
+
+    from maskops.monitor import store as store_module
+
+    t0 = record_factory("x").created_at
+    first = [
+        record_factory(f"r{i}", ("with_mask",), created_at=t0 + timedelta(seconds=i))
+        for i in range(0, 2500, 7)
+    ]
+    assert write_records(store, first) == len(first)
+    batch = [
+        record_factory(f"r{i}", ("with_mask", "uncertain"), created_at=t0 + timedelta(seconds=i))
+        for i in range(2500)
+    ]
+    batch += batch[1000:1010]  # repeated inside the batch
+    assert len(batch) > 2 * store_module._MAX_ROWS_PER_INSERT
+    new = 2500 - len(first)
+    assert write_records(store, batch) == new
+    with store.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(RequestRow)) == 2500
+        assert conn.scalar(select(func.sum(HourlyRequests.requests))) == 2500
+        faces = dict(
+            conn.execute(
+                select(HourlyFaces.label, func.sum(HourlyFaces.faces)).group_by(HourlyFaces.label)
+            ).all()
+        )
+        # the first write's faces stay as they were: a stored id is skipped with its faces
+        assert faces == {"with_mask": 2500, "uncertain": new}
+        assert conn.scalar(select(func.count()).select_from(FaceRow)) == 2500 + new
+
+
+def test_every_column_reads_back_through_the_orm(store: Engine, record_factory) -> None:
+    """The writer's plain SQL stores what the ORM reads back: times, JSON, bytes, NULLs."""
+    from datetime import datetime
+
+    import numpy as np
+
+    emb = np.linspace(-1, 1, 24).astype(np.float16).tobytes()
+    base = record_factory("req-all", ())
+    faces = (
+        FaceRecord(
+            box=(1.5, 2.5, 41.5, 62.5),
+            face_score=0.875,
+            probabilities={"with_mask": 0.5, "without_mask": 0.25, "mask_weared_incorrect": 0.25},
+            label="uncertain",
+            uncertain_reason="low_confidence",
+            embedding=emb,
+            crop=b"\xff\xd8jpeg",
+        ),
+        FaceRecord(box=(0, 0, 10, 20), face_score=None, probabilities={"with_mask": 1.0}, label="with_mask"),
+    )
+    created = datetime(2026, 12, 3, 18, 5, 7)  # no microseconds: the stored text keeps its format
+    rec = PredictionRecord(**{**base.__dict__, "faces": faces, "created_at": created, "site": "gate-7"})
+    write_records(store, [rec])
+    from maskops.monitor.schema import FaceCropRow
+
+    with store.connect() as conn:
+        row = conn.execute(select(RequestRow).where(RequestRow.request_id == "req-all")).one()
+        assert row.created_at == created
+        assert (
+            conn.scalar(select(func.count()).select_from(RequestRow).where(RequestRow.created_at >= created))
+            == 1
+        )
+        assert (row.site, row.n_faces, row.stages_ms) == ("gate-7", 2, rec.stages_ms)
+        f0, f1 = conn.execute(select(FaceRow).order_by(FaceRow.face_index)).all()
+        assert (f0.x1, f0.y1, f0.x2, f0.y2, f0.size) == (1.5, 2.5, 41.5, 62.5, 40.0)
+        assert f0.probabilities == faces[0].probabilities
+        assert (f0.p_with_mask, f0.p_without_mask, f0.p_mask_weared_incorrect) == (0.5, 0.25, 0.25)
+        assert (f0.face_score, f0.confidence, f0.label, f0.uncertain_reason) == (
+            0.875,
+            0.5,
+            "uncertain",
+            "low_confidence",
+        )
+        assert bytes(f0.embedding) == emb
+        assert (f1.face_score, f1.p_without_mask, f1.embedding, f1.uncertain_reason) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        crop = conn.execute(select(FaceCropRow)).one()
+        assert (crop.face_index, bytes(crop.jpeg), crop.created_at) == (0, b"\xff\xd8jpeg", created)
+
+
 def test_embedding_bytes_round_trip(store: Engine, record_factory) -> None:
     import numpy as np
 
