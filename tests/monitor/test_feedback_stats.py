@@ -43,6 +43,35 @@ def test_feedback_and_accuracy(store: Engine) -> None:
     assert measured_accuracy(store, T0 + 5 * H).accuracy is None
 
 
+def test_accuracy_of_a_window_is_driven_by_the_feedback_on_sqlite(tmp_path) -> None:
+    """SQLite must not walk every request of the window through its time index to find the few
+    with feedback (a month of a busy store: 400,000 requests, 80 ms for no feedback at all)."""
+    from sqlalchemy import event
+
+    from maskops.monitor.db import open_store
+
+    engine = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    write_records(engine, [make_record(f"r{i}", created_at=T0 + i * H) for i in range(30)])
+    add_feedback(engine, request_id="r3", face_index=0, true_label="with_mask")
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "feedback" in statement and statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    report = measured_accuracy(engine, T0 + 2 * H, T0 + 10 * H)
+    event.remove(engine, "before_cursor_execute", capture)
+    assert (report.feedback, report.correct) == (1, 1)
+    assert measured_accuracy(engine, T0 + 4 * H, T0 + 10 * H).feedback == 0  # the window still holds
+    statement, parameters = seen[0]
+    with engine.connect() as conn:
+        plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+    assert plan[0].startswith("SCAN feedback"), plan
+    assert not any("ix_requests_created_at" in step for step in plan), plan
+    engine.dispose()
+
+
 @pytest.mark.parametrize(
     "request_id, face_index, label, error, known",
     [

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import DateTime, Engine, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from maskops.monitor.records import utc_naive
 from maskops.monitor.schema import FaceRow, FeedbackRow, RequestRow
@@ -20,6 +23,27 @@ NOT_A_FACE = "not_a_face"
 FEEDBACK_LABELS: tuple[str, ...] = (*MaskClass.names(), NOT_A_FACE)
 UNCERTAIN = "uncertain"
 MAX_FACE_INDEX = 100_000  # far above any image's faces, far below the databases' integer limits
+
+
+class _Unindexed(FunctionElement[datetime]):
+    """A request time that SQLite must not look up through its index (``+created_at``): the
+    feedback is what should drive the join. Without it SQLite walks every request of the window
+    (400,000 for a month: 80 ms) to find the few that have feedback. Plain on other databases,
+    whose planners weigh the tables' sizes."""
+
+    type = DateTime()
+    inherit_cache = True
+    name = "unindexed"
+
+
+@compiles(_Unindexed)
+def _unindexed(element: _Unindexed, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_Unindexed, "sqlite")
+def _unindexed_sqlite(element: _Unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.clauses, **kw))
 
 
 class UnknownFace(LookupError):
@@ -127,10 +151,11 @@ def measured_accuracy(
 ) -> AccuracyReport:
     """Accuracy over the faces with feedback whose request was served in ``[start, end)``."""
     conds = []
+    created_at = _Unindexed(RequestRow.created_at)
     if start is not None:
-        conds.append(RequestRow.created_at >= utc_naive(start))
+        conds.append(created_at >= utc_naive(start))
     if end is not None:
-        conds.append(RequestRow.created_at < utc_naive(end))
+        conds.append(created_at < utc_naive(end))
     if site is not None:
         conds.append(RequestRow.site == site)
     query = (
