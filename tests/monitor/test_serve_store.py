@@ -168,6 +168,11 @@ def test_stats_from_the_store_and_metrics(make_client: Callable[..., TestClient]
     r = client.get("/v1/stats")
     assert r.status_code == 200, r.text
     body = r.json()
+    # the store's part is plain data, not the model: it must be exactly what the model would give
+    from maskops.serve.routes.monitoring import StatsWithStore
+
+    assert StatsWithStore.model_validate(body).model_dump(mode="json", by_alias=True) == body
+    assert len(body["store"]["rows"]) == 2 and body["store"]["rows"][0]["bucket_start"].endswith("Z")
     assert "requests_by_route" in body  # the in-memory counters stay
     assert body["store"]["total"]["requests"] == 2
     assert body["store"]["total"]["compliance_rate"] == pytest.approx(2 / 3, abs=1e-4)

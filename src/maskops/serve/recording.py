@@ -21,10 +21,10 @@ from starlette.requests import HTTPConnection
 from maskops.config import Settings
 from maskops.monitor.capture import build_record, detector_version
 from maskops.monitor.features import image_quality
-from maskops.monitor.feedback import AccuracyReport, measured_accuracy
+from maskops.monitor.feedback import measured_accuracy
 from maskops.monitor.recorder import PredictionStore
 from maskops.monitor.records import FaceRecord, PredictionRecord
-from maskops.monitor.stats import StatsReport, business_stats, report_dict, resolve_window
+from maskops.monitor.stats import business_stats, report_dict, resolve_window
 from maskops.monitor.writer import WriterCounters
 from maskops.serve.errors import ApiError
 
@@ -201,18 +201,13 @@ class StoreStats(BaseModel):
         default=None, description="measured on the faces with feedback among the window's requests"
     )
 
-    @classmethod
-    def of(cls, report: StatsReport, accuracy: AccuracyReport | None = None) -> StoreStats:
-        data = report_dict(report)
-        if accuracy is not None:
-            data["accuracy"] = asdict(accuracy)
-        return cls.model_validate(data)
-
 
 def store_stats(
     store: PredictionStore | None, start: str | None, end: str | None, site: str | None, bucket: str
-) -> StoreStats | None:
-    """``/v1/stats``' store figures (None when the store is off or does not answer).
+) -> dict[str, Any] | None:
+    """``/v1/stats``' store figures as JSON-ready data shaped as ``StoreStats`` (None when the store
+    is off or does not answer). Plain data, not the model: a month by hour over every site is
+    thousands of rows, which pydantic would take longer to validate than the database to read.
 
     Raises:
         ApiError: 422 for a window that does not parse or ends before it starts.
@@ -231,4 +226,6 @@ def store_stats(
     except SQLAlchemyError as exc:
         logger.warning("store stats unavailable: %s", str(exc).splitlines()[0])
         return None
-    return StoreStats.of(report, accuracy)
+    data = report_dict(report)
+    data["accuracy"] = asdict(accuracy)
+    return data
