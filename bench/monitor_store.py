@@ -15,7 +15,10 @@ SQLite store in FILE, and a store (that file or ``--pg-url``) already holding ``
 not filled again: queries can be re-timed without the fill.
 
     .venv/bin/python bench/monitor_store.py stats [--faces 1000000] [--db sqlite,postgresql] [--order time|random]
-        [--sqlite-path FILE] [--pg-url URL] [--json out.json]
+        [--sqlite-path FILE] [--pg-url URL] [--http] [--json out.json]
+
+``--http`` also times ``GET /v1/stats`` of ``maskops serve`` on the same store (the whole answer,
+JSON included: a month by hour over every site is 5,760 rows, ~1.3 MB).
 
 ``overhead``: throughput of ``POST /v1/detect`` at concurrency 8 against ``maskops serve`` (a
 uvicorn subprocess on loopback, the shipped models, the 640x480 payload of ``bench/serve_load.py``)
@@ -131,9 +134,9 @@ def fill(engine, n_faces: int, batch: int = 2000, order: str = "time") -> tuple[
     return n, time.perf_counter() - t0
 
 
-def time_queries(engine, repeat: int) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+def _queries() -> dict[str, dict]:
     end = START + timedelta(days=DAYS)
-    queries = {
+    return {
         "30 days by day, all sites": dict(start=START, end=end, bucket="day"),
         "30 days by hour, all sites": dict(start=START, end=end, bucket="hour"),
         "7 days by hour, one site": dict(
@@ -141,8 +144,11 @@ def time_queries(engine, repeat: int) -> dict[str, dict[str, float]]:  # type: i
         ),
         "30 days by day, one site": dict(start=START, end=end, bucket="day", site="site-3"),
     }
+
+
+def time_queries(engine, repeat: int) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
     out = {}
-    for name, kw in queries.items():
+    for name, kw in _queries().items():
         business_stats(engine, **kw)  # warm the cache and the pool
         times = []
         for _ in range(repeat):
@@ -155,6 +161,40 @@ def time_queries(engine, repeat: int) -> dict[str, dict[str, float]]:  # type: i
             "rows": len(report.rows),
             "faces": report.total.faces_total if report.total else 0,
         }
+    return out
+
+
+def time_http(url: str, repeat: int) -> dict[str, dict[str, float]]:
+    """The same queries as ``GET /v1/stats`` of ``maskops serve`` on the store ``url`` (auth off,
+    loopback): the whole answer, JSON included, as a client waits for it."""
+    import urllib.parse
+    import urllib.request
+
+    sl = _serve_load()
+    port = sl.free_port()
+    work = Path(tempfile.mkdtemp(prefix="maskops-bench-stats-http-"))
+    proc = _start(port, {"MASKOPS_DATABASE_URL": url, "MASKOPS_WORK_DIR": str(work)}, work / "serve.log")
+    out = {}
+    try:
+        for name, kw in _queries().items():
+            params = {"from": kw["start"].isoformat(), "to": kw["end"].isoformat(), "bucket": kw["bucket"]}
+            if "site" in kw:
+                params["site"] = kw["site"]
+            target = f"http://127.0.0.1:{port}/v1/stats?{urllib.parse.urlencode(params)}"
+            times, size = [], 0
+            for i in range(repeat + 1):  # the first warms the pool
+                t0 = time.perf_counter()
+                with urllib.request.urlopen(target, timeout=60) as r:
+                    size = len(r.read())
+                if i:
+                    times.append((time.perf_counter() - t0) * 1000)
+            out[name] = {
+                "median_ms": round(statistics.median(times), 1),
+                "max_ms": round(max(times), 1),
+                "bytes": size,
+            }
+    finally:
+        sl.stop_server(proc)
     return out
 
 
@@ -184,6 +224,7 @@ def bench_stats(args: argparse.Namespace) -> dict:
                 counts = store_counts(engine)
                 queries = time_queries(engine, args.repeat)
                 engine.dispose()
+                http = time_http(url, args.repeat) if args.http else None
             finally:
                 if cluster is not None:
                     cluster.remove()
@@ -193,6 +234,7 @@ def bench_stats(args: argparse.Namespace) -> dict:
             "fill_s": round(fill_s, 1) if n_requests else None,
             "fill_requests_per_s": round(n_requests / fill_s) if n_requests else None,
             "queries": queries,
+            "http": http,
         }
         if n_requests:
             print(
@@ -203,6 +245,10 @@ def bench_stats(args: argparse.Namespace) -> dict:
         for name, q in queries.items():
             print(
                 f"  {name:<28} median {q['median_ms']:7.1f} ms  max {q['max_ms']:7.1f} ms  ({q['rows']} rows)"
+            )
+        for name, q in (http or {}).items():
+            print(
+                f"  GET /v1/stats {name:<28} median {q['median_ms']:7.1f} ms  max {q['max_ms']:7.1f} ms  ({q['bytes']:,} bytes)"
             )
     return results
 
@@ -690,6 +736,9 @@ def main() -> None:
         "--sqlite-path", type=Path, default=None, help="keep the SQLite store in this file (reused if filled)"
     )
     stats.add_argument("--json", type=Path, default=None)
+    stats.add_argument(
+        "--http", action="store_true", help="also time GET /v1/stats of maskops serve on the same store"
+    )
     data_dir = Path(os.environ.get("MASKOPS_DATA_DIR", ROOT.parent / "shared" / "datasets"))
     overhead = sub.add_parser("overhead", help="throughput with the store off, on SQLite, on PostgreSQL")
     overhead.add_argument("--configs", nargs="+", default=["off", "sqlite", "postgresql"])
