@@ -31,7 +31,7 @@ COMPLIANT = MaskClass.WITH_MASK.value
 CLASSIFIED = frozenset(MaskClass.names())
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a month by hour is 5,760 rows, and frozen init is 4x slower
 class StatsRow:
     """One bucket and site (``site`` None: untagged requests; in the total: every site).
 
@@ -326,9 +326,17 @@ def resolve_window(
     return t0, t1
 
 
-def row_dict(row: StatsRow) -> dict[str, object]:
+def row_dict(row: StatsRow, starts: dict[datetime, str] | None = None) -> dict[str, object]:
+    """The row as JSON-ready data; ``starts`` caches the buckets' ISO times (many rows share one)."""
+    start = row.bucket_start
+    if start is None:
+        iso = None
+    elif starts is None:
+        iso = start.isoformat() + "Z"
+    elif (iso := starts.get(start)) is None:
+        iso = starts[start] = start.isoformat() + "Z"
     return {
-        "bucket_start": None if row.bucket_start is None else row.bucket_start.isoformat() + "Z",
+        "bucket_start": iso,
         "site": row.site,
         "requests": row.requests,
         "faces": row.faces,
@@ -341,12 +349,13 @@ def row_dict(row: StatsRow) -> dict[str, object]:
 
 def report_dict(report: StatsReport) -> dict[str, object]:
     """The report as JSON-ready data (times as ISO UTC with ``Z``)."""
+    starts: dict[datetime, str] = {}
     return {
         "from": report.start.isoformat() + "Z",
         "to": report.end.isoformat() + "Z",
         "bucket": report.bucket,
         "site": report.site,
-        "rows": [row_dict(r) for r in report.rows],
+        "rows": [row_dict(r, starts) for r in report.rows],
         "total": None if report.total is None else row_dict(report.total),
     }
 

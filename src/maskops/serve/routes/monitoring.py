@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from maskops.serve.deps import PredictCaller, ServiceDep
@@ -48,7 +48,7 @@ def stats(
     bucket: Annotated[
         Literal["hour", "day"], Query(description="store figures per UTC hour or day")
     ] = "hour",
-) -> JSONResponse:
+) -> Response:
     """Aggregates of the API since start: requests per route and status, errors per code, faces per
     label, latency percentiles over the last requests of each route.
 
@@ -63,4 +63,4 @@ def stats(
     data = body.model_dump(mode="json", by_alias=True)
     # already JSON-ready and shaped as StoreStats (tests/monitor/test_serve_store.py checks it)
     data["store"] = store_stats(store, start, end, site, bucket)
-    return JSONResponse(data)
+    return Response(orjson.dumps(data), media_type="application/json")
