@@ -7,12 +7,14 @@ both databases), and only the records actually inserted count in the rollups, so
 This is the writer's hot path (every served image passes here), so the statements are plain SQL
 built once per dialect from the table definitions and run through the driver (``executemany``);
 values go through the columns' own SQLAlchemy bind processors (times, JSON, bytes), so the rows are
-exactly what the ORM would write. Building and compiling SQLAlchemy statements per batch cost about
-four times as much CPU, and the writer shares the service's interpreter lock.
+exactly what the ORM would write. Building and compiling SQLAlchemy statements per batch cost 3 to 6
+times as much CPU per record (``bench/monitor_store.py cost``), and the writer shares the service's
+interpreter lock.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -205,8 +207,8 @@ def _new_request_ids(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
 
 
 # a multi-row INSERT binds len(_REQUEST_COLUMNS) values per row: SQLite allows 32,766 per statement
-# (3.32+), PostgreSQL 65,535
-_MAX_ROWS_PER_INSERT = 1000
+# (999 before 3.32), PostgreSQL 65,535
+_MAX_ROWS_PER_INSERT = 1000 if sqlite3.sqlite_version_info >= (3, 32) else 999 // len(_REQUEST_COLUMNS)
 
 
 def insert_records(conn: Connection, records: Sequence[PredictionRecord]) -> int:
