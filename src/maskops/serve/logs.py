@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -22,6 +23,25 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "request_id",
     "color_message",
 }
+
+
+# an API key in a URL's query (the WebSocket takes ``?api_key=``, as browsers cannot set its headers)
+_KEY_IN_QUERY = re.compile(r"(?i)([?&]api_key=)[^&\s\"']*")
+REDACTED = "<redacted>"
+
+
+class RedactKeysFilter(logging.Filter):
+    """Hides an API key given in a URL's query in every line: uvicorn logs a WebSocket handshake
+    with its path and query (``"WebSocket /v1/stream?api_key=..." [accepted]``), and keys must never
+    reach the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "api_key=" in message.lower():
+            record.msg, record.args = _KEY_IN_QUERY.sub(r"\1" + REDACTED, message), None
+            if hasattr(record, "color_message"):
+                del record.color_message  # uvicorn's coloured copy of the same line
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -81,6 +101,7 @@ def configure_logging(fmt: str = "auto", level: str | int = "INFO", stream: Text
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(RedactKeysFilter())
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
