@@ -91,8 +91,8 @@ def _row(
     site: str | None,
     latency: tuple[int, int | None, int | None] | None,
     faces: Mapping[str, int],
-    sorted_faces: bool = False,
 ) -> StatsRow:
+    """``faces`` in label order (as ``_faces`` gives them)."""
     classified = 0
     for label, n in faces.items():
         if label in CLASSIFIED:
@@ -102,7 +102,7 @@ def _row(
         bucket_start=start,
         site=site,
         requests=n,
-        faces=dict(faces) if sorted_faces else dict(sorted(faces.items())),
+        faces=dict(faces),
         compliance_rate=faces.get(COMPLIANT, 0) / classified if classified else None,
         p50_ms=None if p50 is None else _bin_ms(p50),
         p95_ms=None if p95 is None else _bin_ms(p95),
@@ -226,6 +226,7 @@ def _faces(
             counts[label] = int(n)
             faces[(b, s)] = dict(sorted(counts.items()))
             totals[label] = totals.get(label, 0) + int(n)
+        totals = dict(sorted(totals.items()))
     return faces, totals
 
 
@@ -273,8 +274,7 @@ def business_stats(
     bucket_start = {b: _EPOCH + timedelta(hours=b * width) for b in {key[0] for key in keys}}
     no_faces: dict[str, int] = {}
     rows = [
-        _row(bucket_start[key[0]], key[1] or None, latency.get(key), faces.get(key, no_faces), True)
-        for key in keys
+        _row(bucket_start[key[0]], key[1] or None, latency.get(key), faces.get(key, no_faces)) for key in keys
     ]
     total_n = total_latency[0]
     return StatsReport(
@@ -326,17 +326,14 @@ def resolve_window(
     return t0, t1
 
 
-def row_dict(row: StatsRow, starts: dict[datetime, str] | None = None) -> dict[str, object]:
-    """The row as JSON-ready data; ``starts`` caches the buckets' ISO times (many rows share one)."""
-    start = row.bucket_start
-    if start is None:
-        iso = None
-    elif starts is None:
-        iso = start.isoformat() + "Z"
-    elif (iso := starts.get(start)) is None:
-        iso = starts[start] = start.isoformat() + "Z"
+@lru_cache(maxsize=8192)  # a month by hour is 720 bucket starts shared by every site's row
+def _iso_utc(ts: datetime) -> str:
+    return ts.isoformat() + "Z"
+
+
+def row_dict(row: StatsRow) -> dict[str, object]:
     return {
-        "bucket_start": iso,
+        "bucket_start": None if row.bucket_start is None else _iso_utc(row.bucket_start),
         "site": row.site,
         "requests": row.requests,
         "faces": row.faces,
@@ -349,13 +346,12 @@ def row_dict(row: StatsRow, starts: dict[datetime, str] | None = None) -> dict[s
 
 def report_dict(report: StatsReport) -> dict[str, object]:
     """The report as JSON-ready data (times as ISO UTC with ``Z``)."""
-    starts: dict[datetime, str] = {}
     return {
         "from": report.start.isoformat() + "Z",
         "to": report.end.isoformat() + "Z",
         "bucket": report.bucket,
         "site": report.site,
-        "rows": [row_dict(r, starts) for r in report.rows],
+        "rows": [row_dict(r) for r in report.rows],
         "total": None if report.total is None else row_dict(report.total),
     }
 

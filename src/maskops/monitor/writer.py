@@ -301,9 +301,12 @@ class StoreWriter:
             self.spool.append(records)
         except OSError as exc:
             self.counters.dropped.inc(len(records))
-            reason = f"spool {self.spool.path} cannot be written ({exc.strerror or exc}): records are dropped"
+            # the file's name only: the reason is shown on /ready, the server's path goes to the log
+            reason = (
+                f"spool {self.spool.path.name} cannot be written ({exc.strerror or exc}): records are dropped"
+            )
             if self._degraded != reason:
-                logger.error("prediction store degraded: %s", reason)
+                logger.error("prediction store degraded: %s (%s)", reason, self.spool.path)
             self._degraded = reason
             self.counters.degraded.set(1)
             return

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextvars
 import ctypes
+import functools
 import logging
 import threading
 import time
@@ -215,17 +216,22 @@ class ModelLoader:
         return ModelSet(generation, models, errors, s.face_model, s.detector, detector_error)
 
 
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, macOS)
+        return None
+
+
 def trim_heap() -> bool:
     """Hand the heap's free memory back to the OS (glibc's ``malloc_trim``; ``False`` elsewhere).
 
     The model sets a reload replaces free their ONNX sessions into holes that glibc keeps: under load
     the server's RSS grew by about 25 MB per reload without this, and came back down with it.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (musl, macOS): nothing to do
-        return False
-    return bool(libc.malloc_trim(0))
+    libc = _glibc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
 
 
 async def trim_when_idle(metrics: ServiceMetrics, idle_s: float) -> None:

@@ -73,9 +73,6 @@ def ready(service: ServiceDep, settings: SettingsDep, keys: KeysDep, store: Stor
             problems.append("the API key store cannot be read")
     checks["prediction_store"], degraded = store_check(store)
     if degraded:
-        if store is not None:  # the file's name, not the server's path
-            spool = store.writer.spool.path
-            degraded = degraded.replace(str(spool), spool.name)
         checks["prediction_store"] = f"degraded: {degraded}"
     if problems:
         raise ApiError(503, "not_ready", "; ".join(problems), {"checks": checks})
